@@ -1,0 +1,1 @@
+"""ChittyOS Python packages."""

@@ -1,0 +1,1 @@
+"""The hand-written ChittyAuth client."""

@@ -1,0 +1,1 @@
+"""Generated stubs for chitty.auth.v1 (do not edit; run `make gen`)."""

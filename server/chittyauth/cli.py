@@ -1,0 +1,149 @@
+"""The ``chittyauth`` command: serve, migrate, version, dev, dev-authority."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from chittyauth import __version__
+from chittyauth.config import Config, ConfigError, load_config
+
+log = logging.getLogger("chittyauth")
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chittyauth", description="ChittyAuth identity service")
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("CHITTYAUTH_CONFIG"),
+        help="TOML config file (default: $CHITTYAUTH_CONFIG, else built-in defaults)",
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the gRPC server and the HTTP shim")
+    commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser("version", help="print the version")
+    dev = commands.add_parser(
+        "dev", help="run the dev identity authority and the server on local defaults"
+    )
+    dev.add_argument("--authority-port", type=int, default=8090)
+    commands.add_parser(
+        "dev-authority",
+        help="run the development ChittyID authority and Access issuer",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # dev-authority parses its own arguments.
+    if "dev-authority" in args_list:
+        index = args_list.index("dev-authority")
+        from chittyauth import devauthority  # type: ignore[attr-defined]
+
+        return int(devauthority.main(args_list[index + 1 :]))
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"chittyauth: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from chittyauth.logs import configure_logging
+
+    configure_logging(args.log_level or config.log_level)
+    if args.command == "serve":
+        return _run(_serve(config))
+    if args.command == "migrate":
+        return _run(_migrate(config))
+    if args.command == "dev":
+        return _dev(args, config)
+    parser.error(f"unknown command {args.command}")  # pragma: no cover
+    return EXIT_USAGE  # pragma: no cover
+
+
+def _run(coro: object) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is an optional extra
+        return int(asyncio.run(coro))  # type: ignore[arg-type]
+    return int(uvloop.run(coro))  # type: ignore[arg-type]
+
+
+async def _serve(config: Config) -> int:
+    from chittyauth.app import serve
+
+    return await serve(config)
+
+
+async def _migrate(config: Config) -> int:
+    from chittyauth.clock import SystemClock
+    from chittyauth.domain.errors import DomainError
+    from chittyauth.store.sqlite import SqliteStore
+
+    store = SqliteStore(
+        config.store.path, SystemClock(), busy_timeout_ms=config.store.busy_timeout_ms
+    )
+    try:
+        await store.open()
+        version = await store.schema_version()
+    except DomainError as exc:
+        print(f"chittyauth: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"schema version {version}")
+    return 0
+
+
+def _dev(args: argparse.Namespace, config: Config) -> int:
+    """Starts the dev authority as a child process, then serves until interrupted."""
+    port_file = Path(tempfile.mkdtemp(prefix="chittyauth-dev-")) / "port"
+    authority = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "chittyauth.devauthority",
+            "--port",
+            str(args.authority_port),
+            "--port-file",
+            str(port_file),
+            "--data-file",
+            str(Path(config.store.path).parent / "dev-authority.json"),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not port_file.exists():
+            if authority.poll() is not None or time.monotonic() > deadline:
+                print("chittyauth: the dev authority did not start", file=sys.stderr)
+                return 1
+            time.sleep(0.05)
+        return _run(_serve(config))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            authority.send_signal(signal.SIGTERM)
+        try:
+            authority.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            authority.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

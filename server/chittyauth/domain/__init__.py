@@ -1,0 +1,1 @@
+"""The rules of ChittyAuth; nothing here imports grpc or aiohttp."""

@@ -1,0 +1,1 @@
+"""The gRPC surface: thin grpc.aio servicers, interceptors and error mapping."""

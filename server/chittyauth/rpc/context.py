@@ -1,0 +1,46 @@
+"""What the interceptor learns about a call, available to servicers through a contextvar."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """The parts of a call that servicers and the domain need.
+
+    ``bearer`` is the raw credential from ``authorization: Bearer …``; it is checked lazily by
+    whichever servicer needs a principal, so calls that need none (Validate) pay nothing.
+    """
+
+    method: str
+    request_id: str
+    bearer: str
+    peer: str
+    metadata: tuple[tuple[str, str], ...]
+
+    def header(self, name: str) -> str:
+        """The first value of a metadata key (lowercase), or ''."""
+        for key, value in self.metadata:
+            if key == name:
+                return value
+        return ""
+
+    @property
+    def client_address(self) -> str:
+        """The caller's IP address, from the gRPC peer string (``ipv4:127.0.0.1:5555``)."""
+        kind, _, rest = self.peer.partition(":")
+        if kind == "ipv4":
+            return rest.rsplit(":", 1)[0]
+        if kind == "ipv6":
+            return rest.rsplit(":", 1)[0].strip("[]").replace("%5B", "").replace("%5D", "")
+        return self.peer
+
+
+call_var: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("call")
+
+
+def current_call() -> CallInfo:
+    """The current call (set by the interceptor for every RPC)."""
+    return call_var.get()

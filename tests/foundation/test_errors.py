@@ -1,0 +1,58 @@
+"""Unbuilt RPCs answer UNIMPLEMENTED by name; every call carries a request id."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from grpc import aio
+
+from chitty.auth.v1 import sync_service_pb2, sync_service_pb2_grpc
+from chittyauth.rpc.errors import STATUS_DETAILS_KEY
+
+
+def _error_info(error: aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    raw = dict(error.trailing_metadata() or ())[STATUS_DETAILS_KEY]
+    status = status_pb2.Status.FromString(raw)
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info
+
+
+async def test_unimplemented_rpc_names_itself(channel: aio.Channel) -> None:
+    stub = sync_service_pb2_grpc.SyncServiceStub(channel)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.GetSessionState(sync_service_pb2.GetSessionStateRequest(name="sessions/x"))
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "SyncService.GetSessionState" in (caught.value.details() or "")
+    info = _error_info(caught.value)
+    assert info.domain == "auth.chitty.cc"
+    assert info.reason == "UNIMPLEMENTED"
+
+
+async def test_unimplemented_stream_names_itself(channel: aio.Channel) -> None:
+    stub = sync_service_pb2_grpc.SyncServiceStub(channel)
+    call = stub.WatchSessions(sync_service_pb2.WatchSessionsRequest())
+    with pytest.raises(aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "SyncService.WatchSessions" in (caught.value.details() or "")
+
+
+async def test_request_id_is_echoed(channel: aio.Channel) -> None:
+    stub = sync_service_pb2_grpc.SyncServiceStub(channel)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.GetSession(
+            sync_service_pb2.GetSessionRequest(name="sessions/x"),
+            metadata=(("x-request-id", "req-123"),),
+        )
+    assert dict(caught.value.trailing_metadata() or ())["x-request-id"] == "req-123"
+
+
+async def test_request_id_is_made_when_absent(channel: aio.Channel) -> None:
+    stub = sync_service_pb2_grpc.SyncServiceStub(channel)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.GetSession(sync_service_pb2.GetSessionRequest(name="sessions/x"))
+    request_id = dict(caught.value.trailing_metadata() or ())["x-request-id"]
+    assert len(request_id) == 16
+    assert all(c in "0123456789abcdef" for c in request_id)

@@ -1,0 +1,91 @@
+"""gRPC health: a status per service, NOT_SERVING at shutdown, in-flight calls drain."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from chittyauth.app import Server
+from chittyauth.config import Config
+from chittyauth.rpc.services import ALL_SERVICES
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.mark.parametrize("service", ["", *(spec.full_name for spec in ALL_SERVICES)])
+async def test_check_is_serving_for_every_service(channel: aio.Channel, service: str) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+    assert reply.status == SERVING
+
+
+async def test_check_unknown_service_is_not_found(channel: aio.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(aio.AioRpcError) as info:
+        await stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _slow_handler(started: asyncio.Event) -> grpc.GenericRpcHandler:
+    """A probe method registered on the real server: it answers after 0.5 s."""
+
+    async def sleep(request: bytes, context: aio.ServicerContext) -> bytes:
+        started.set()
+        await asyncio.sleep(0.5)
+        return b"done:" + request
+
+    return grpc.method_handlers_generic_handler(
+        "probe.Slow", {"Sleep": grpc.unary_unary_rpc_method_handler(sleep)}
+    )
+
+
+async def test_watch_sees_not_serving_and_in_flight_call_completes(config: Config) -> None:
+    started = asyncio.Event()
+    handler = _slow_handler(started)
+    server = Server(
+        config,
+        extra_services=[(handler, lambda h, s: s.add_generic_rpc_handlers((h,)))],
+    )
+    await server.start()
+    async with aio.insecure_channel(server.grpc_target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="chitty.auth.v1.AuthService")
+        )
+        first = await watch.read()
+        assert first.status == SERVING
+
+        slow = channel.unary_unary("/probe.Slow/Sleep")(b"x", timeout=5)
+        await asyncio.wait_for(started.wait(), 5)
+        stopping = asyncio.create_task(server.stop(grace=3.0))
+
+        second = await asyncio.wait_for(watch.read(), 5)
+        assert second.status == NOT_SERVING
+        # The call that was in flight when shutdown began still completes.
+        assert await slow == b"done:x"
+        await asyncio.wait_for(stopping, 5)
+        # The watch stream ended with the server instead of holding the drain.
+        assert await watch.code() == grpc.StatusCode.OK
+    # New calls are refused once the server is down.
+    async with aio.insecure_channel(server.grpc_target) as channel:
+        with pytest.raises(aio.AioRpcError) as info:
+            await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        assert info.value.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+
+
+async def test_set_serving_flips_one_service(server: Server, channel: aio.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    await server.set_serving("chitty.auth.v1.AuthService", False)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service="chitty.auth.v1.AuthService"))
+    assert reply.status == NOT_SERVING
+    other = await stub.Check(health_pb2.HealthCheckRequest(service="chitty.auth.v1.SyncService"))
+    assert other.status == SERVING
