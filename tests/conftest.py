@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpc import aio
@@ -37,3 +38,37 @@ async def server(config: Config) -> AsyncIterator[Server]:
 async def channel(server: Server) -> AsyncIterator[aio.Channel]:
     async with aio.insecure_channel(server.grpc_target) as chan:
         yield chan
+
+
+@pytest.fixture
+def token_for(server: Server) -> Callable[..., Awaitable[str]]:
+    """Mints a real access token with the server's own token service (for test set-up)."""
+
+    async def mint(
+        subject: str = "test-admin",
+        scopes: Sequence[str] = ("chittyauth:admin",),
+        token_use: str = "service",
+        **claims: Any,
+    ) -> str:
+        async with server.store.transaction() as tx:
+            issued = await server.tokens.issue(
+                tx,
+                subject=subject,
+                client_id=claims.pop("client_id", "test-client"),
+                token_use=token_use,
+                scopes=scopes,
+                **claims,
+            )
+        return issued.token
+
+    return mint
+
+
+@pytest.fixture
+async def admin_token(token_for: Callable[..., Awaitable[str]]) -> str:
+    return await token_for()
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    """gRPC call metadata carrying ``token``."""
+    return (("authorization", f"Bearer {token}"),)

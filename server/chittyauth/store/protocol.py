@@ -8,7 +8,7 @@ database, so both backends behave the same.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -92,6 +92,10 @@ class Transaction(Protocol):
         """Appends an audit record to the chain, in this transaction."""
         ...
 
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback`` after the transaction commits (never after a rollback)."""
+        ...
+
 
 class Store(Protocol):
     """The durable state of ChittyAuth."""
@@ -124,6 +128,10 @@ class Store(Protocol):
 
     async def last_change_seq(self) -> int:
         """The newest sequence number (0 when the log is empty)."""
+        ...
+
+    def add_commit_listener(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` after every commit in this process."""
         ...
 
     async def prune_changes(self, before: float) -> int:

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -85,6 +85,11 @@ class SqliteTransaction:
         self.conn = conn
         self.now = store.clock.now()
         self._audit_head = store._audit_head
+        self.after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback`` once the transaction has committed (never on rollback)."""
+        self.after_commit.append(callback)
 
     async def execute(self, sql: str, params: Params = ()) -> aiosqlite.Cursor:
         return await self.conn.execute(sql, params)
@@ -163,6 +168,7 @@ class SqliteStore:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._audit_head: tuple[int, str] = (0, GENESIS_HASH)
+        self._commit_listeners: list[Callable[[], None]] = []
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -242,6 +248,15 @@ class SqliteStore:
                 raise
             await conn.execute("COMMIT")
             self._audit_head = tx._audit_head
+        for callback in (*tx.after_commit, *self._commit_listeners):
+            try:
+                callback()
+            except Exception:  # a listener's bug must not undo a committed change
+                log.exception("commit listener failed")
+
+    def add_commit_listener(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` after every commit (the change feed uses it to wake up)."""
+        self._commit_listeners.append(callback)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqliteReader]:

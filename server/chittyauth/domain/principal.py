@@ -1,0 +1,41 @@
+"""Who is calling: the verified claims of the caller's bearer credential."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chittyauth.domain.errors import PermissionDenied
+
+ADMIN_SCOPE = "chittyauth:admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller, once its access token (or API key) has been validated."""
+
+    subject: str
+    client_id: str = ""
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    # portal | linked_app | mcp_server | service | exchange | user | api_key
+    token_use: str = ""
+    session_id: str = ""
+    chitty_id: str = ""
+    jti: str = ""
+    audiences: tuple[str, ...] = ()
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_SCOPE in self.scopes
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def require_scope(self, *any_of: str) -> None:
+        """Raises PermissionDenied unless the caller holds one of the scopes (admins pass)."""
+        if self.is_admin or any(scope in self.scopes for scope in any_of):
+            return
+        raise PermissionDenied(
+            f"requires scope {' or '.join(any_of)}",
+            reason="INSUFFICIENT_SCOPE",
+            metadata={"required_scopes": " ".join(any_of)},
+        )

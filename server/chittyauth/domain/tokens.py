@@ -1,0 +1,458 @@
+"""Access tokens in the RFC 9068 profile: issuing, validating, revoking.
+
+Validation is the hot path and does no I/O: a bounded cache remembers tokens whose signature
+already verified (expiry and revocation are still checked on every call), and revocation is a
+set lookup (``RevocationSets``). Issuing signs with the key ring's active key and writes a
+bookkeeping row in the caller's transaction, so the caller's audit record commits with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jwt
+
+from chittyauth.clock import Clock
+from chittyauth.config import TokenConfig
+from chittyauth.domain import ids
+from chittyauth.domain.errors import InvalidRequest, Unauthenticated
+from chittyauth.domain.principal import Principal
+from chittyauth.domain.revocation import CHANGE_KIND, RevocationSets
+from chittyauth.store import tokens as token_rows
+from chittyauth.store.sqlite import SqliteTransaction
+
+log = logging.getLogger(__name__)
+
+TOKEN_USES = ("portal", "linked_app", "mcp_server", "service", "exchange", "user")
+JWT_TYPES = ("at+jwt", "application/at+jwt")
+API_KEY_PREFIX = "sk_live_"
+REFRESH_TOKEN_PREFIX = "rt_"
+
+# Claims that only the service sets; caller-supplied extra claims may not name them.
+RESERVED_CLAIMS = frozenset(
+    {
+        "iss", "sub", "aud", "client_id", "scope", "iat", "exp", "nbf", "jti", "sid",
+        "token_use", "chitty_id", "server_id", "capabilities", "act", "fam", "auth_time",
+        "acr", "amr", "cnf", "azp", "typ", "kid", "may_act",
+    }
+)  # fmt: skip
+MAX_EXTRA_CLAIMS_BYTES = 4096
+MAX_TTL_S = 30 * 86400
+
+
+class SigningKeyLike(Protocol):
+    @property
+    def kid(self) -> str: ...
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def key(self) -> Any: ...
+
+
+class KeySource(Protocol):
+    """What the token service needs of the key ring (in memory)."""
+
+    def signer(self) -> SigningKeyLike: ...
+
+    def verifier(self, kid: str) -> SigningKeyLike | None: ...
+
+
+class ApiKeySource(Protocol):
+    """What the token service needs of the API key registry (in memory)."""
+
+    def check(self, key: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A freshly signed access token."""
+
+    token: str
+    jti: str
+    issued_at: float
+    expires_at: float
+    scopes: tuple[str, ...]
+    claims: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """The answer of Validate: active with claims, or inactive with a reason."""
+
+    active: bool
+    reason: str = ""
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    # access_token | api_key | refresh_token | "" (not recognised)
+    kind: str = ""
+
+
+class _Verified:
+    """A token whose signature and issuer were verified; the rest is checked per call."""
+
+    __slots__ = (
+        "audiences", "claims", "client_id", "exp", "family", "jti", "not_before", "scopes",
+        "sid", "token_use",
+    )  # fmt: skip
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        self.claims = claims
+        self.exp = float(claims["exp"])
+        self.not_before = float(claims.get("nbf", claims.get("iat", 0)))
+        self.jti = str(claims.get("jti", ""))
+        self.sid = str(claims.get("sid", ""))
+        self.family = str(claims.get("fam", ""))
+        self.client_id = str(claims.get("client_id", ""))
+        self.token_use = str(claims.get("token_use", ""))
+        aud = claims.get("aud", ())
+        self.audiences = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud)
+        self.scopes = frozenset(str(claims.get("scope", "")).split())
+
+
+def _inactive(reason: str, kind: str = "access_token") -> Validation:
+    return Validation(False, reason, {}, kind)
+
+
+class TokenService:
+    """Issues and validates access tokens; the principal resolver of every RPC."""
+
+    def __init__(
+        self,
+        config: TokenConfig,
+        keys: KeySource,
+        clock: Clock,
+        revocations: RevocationSets | None = None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.clock = clock
+        self.revocations = revocations or RevocationSets()
+        self.api_keys: ApiKeySource | None = None
+        self._cache: dict[str, _Verified] = {}
+        self._cache_size = max(1, config.verified_cache_size)
+
+    # -- issuing --------------------------------------------------------------------------
+
+    def ttl_for(self, token_use: str) -> int:
+        ttl = {
+            "portal": self.config.portal_ttl_s,
+            "mcp_server": self.config.mcp_server_ttl_s,
+            "service": self.config.service_ttl_s,
+        }.get(token_use, self.config.access_ttl_s)
+        return ttl
+
+    async def issue(
+        self,
+        tx: SqliteTransaction,
+        *,
+        subject: str,
+        client_id: str,
+        token_use: str,
+        scopes: Sequence[str],
+        audience: Sequence[str] = (),
+        session_id: str = "",
+        chitty_id: str = "",
+        ttl_s: int | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+        server_id: str = "",
+        capabilities: Sequence[str] = (),
+        act: Mapping[str, str] | None = None,
+        family_id: str = "",
+    ) -> IssuedToken:
+        """Signs an access token and records it in ``tx``; the caller audits it there too.
+
+        Raises:
+            InvalidRequest: an unknown token use, a bad lifetime, or extra claims that name a
+                reserved claim or are too large.
+            Unavailable: no active signing key (fail closed).
+        """
+        if token_use not in TOKEN_USES:
+            raise InvalidRequest(f"unknown token use {token_use!r}")
+        ttl = self.ttl_for(token_use) if ttl_s is None else ttl_s
+        if not 0 < ttl <= MAX_TTL_S:
+            raise InvalidRequest(f"token lifetime must be between 1 s and {MAX_TTL_S} s")
+        extra = _checked_extra_claims(extra_claims)
+        signer = self.keys.signer()
+        now = int(tx.now)
+        jti = ids.new_id("at", 16)
+        claims: dict[str, Any] = {
+            **extra,
+            "iss": self.config.issuer,
+            "sub": subject,
+            "aud": list(audience) if len(audience) != 1 else audience[0],
+            "client_id": client_id,
+            "scope": " ".join(scopes),
+            "iat": now,
+            "exp": now + ttl,
+            "jti": jti,
+            "token_use": token_use,
+        }
+        if not audience:
+            claims["aud"] = self.config.issuer
+        optional = {
+            "sid": session_id,
+            "chitty_id": chitty_id,
+            "server_id": server_id,
+            "fam": family_id,
+        }
+        claims.update({name: value for name, value in optional.items() if value})
+        if capabilities:
+            claims["capabilities"] = list(capabilities)
+        if act:
+            claims["act"] = dict(act)
+        token = jwt.encode(
+            claims,
+            signer.key,
+            algorithm=signer.algorithm,
+            headers={"kid": signer.kid, "typ": "at+jwt"},
+        )
+        await token_rows.insert_token(
+            tx,
+            token_rows.TokenRow(
+                jti=jti,
+                subject=subject,
+                client_id=client_id,
+                token_use=token_use,
+                session_id=session_id,
+                family_id=family_id,
+                kid=signer.kid,
+                issued_at=now,
+                expires_at=now + ttl,
+            ),
+        )
+        return IssuedToken(token, jti, now, now + ttl, tuple(scopes), claims)
+
+    # -- validating -----------------------------------------------------------------------
+
+    def validate(
+        self,
+        token: str,
+        *,
+        audience: str = "",
+        required_scopes: Sequence[str] = (),
+        token_use: str = "",
+    ) -> Validation:
+        """Checks any credential ChittyAuth issues; never raises for a bad token."""
+        if not token or len(token) > self.config.max_token_bytes:
+            return _inactive("MALFORMED", "")
+        if token.startswith(API_KEY_PREFIX):
+            return self._validate_api_key(token, required_scopes, token_use)
+        if token.startswith(REFRESH_TOKEN_PREFIX):
+            # Refresh tokens are credentials for the token endpoint only.
+            return _inactive("WRONG_TOKEN_USE", "refresh_token")
+        verified = self._cache.get(token)
+        if verified is None:
+            outcome = self._verify_signature(token)
+            if isinstance(outcome, Validation):
+                return outcome
+            verified = outcome
+            if len(self._cache) >= self._cache_size:
+                # Evict the oldest entry (dicts keep insertion order).
+                del self._cache[next(iter(self._cache))]
+            self._cache[token] = verified
+        return self._check(verified, audience, required_scopes, token_use)
+
+    def _check(
+        self,
+        verified: _Verified,
+        audience: str,
+        required_scopes: Sequence[str],
+        token_use: str,
+    ) -> Validation:
+        revoked = self.revocations
+        if (
+            verified.jti in revoked.jti
+            or (verified.sid and verified.sid in revoked.sid)
+            or (verified.family and verified.family in revoked.family)
+            or (verified.client_id and verified.client_id in revoked.client)
+        ):
+            return _inactive("REVOKED")
+        now = self.clock.now()
+        leeway = self.config.leeway_s
+        if now > verified.exp + leeway:
+            return _inactive("EXPIRED")
+        if verified.not_before > now + leeway:
+            return _inactive("NOT_YET_VALID")
+        if audience and audience not in verified.audiences:
+            return _inactive("WRONG_AUDIENCE")
+        if required_scopes and not verified.scopes.issuperset(required_scopes):
+            return _inactive("INSUFFICIENT_SCOPE")
+        if token_use and token_use != verified.token_use:
+            return _inactive("WRONG_TOKEN_USE")
+        return Validation(True, "", verified.claims, "access_token")
+
+    def _verify_signature(self, token: str) -> _Verified | Validation:
+        header = _header(token)
+        if header is None:
+            return _inactive("MALFORMED", "")
+        if str(header.get("typ", "")).lower() not in JWT_TYPES:
+            return _inactive("MALFORMED")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            return _inactive("UNKNOWN_KEY")
+        key = self.keys.verifier(kid)
+        if key is None:
+            return _inactive("UNKNOWN_KEY")
+        if header.get("alg") != key.algorithm:
+            # Covers `alg: none` and HS256 signed with a public key as the secret.
+            return _inactive("BAD_SIGNATURE")
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "require": ["exp", "iat", "jti", "sub"],
+                },
+            )
+        except (jwt.InvalidSignatureError, jwt.InvalidKeyError, jwt.InvalidAlgorithmError):
+            return _inactive("BAD_SIGNATURE")
+        except jwt.PyJWTError:
+            return _inactive("MALFORMED")
+        if claims.get("iss") != self.config.issuer:
+            return _inactive("WRONG_ISSUER")
+        try:
+            return _Verified(claims)
+        except (TypeError, ValueError, KeyError):
+            return _inactive("MALFORMED")
+
+    def _validate_api_key(
+        self, key: str, required_scopes: Sequence[str], token_use: str
+    ) -> Validation:
+        if self.api_keys is None:
+            return _inactive("UNKNOWN_CREDENTIAL", "api_key")
+        record = self.api_keys.check(key)
+        if record is None:
+            return _inactive("UNKNOWN_CREDENTIAL", "api_key")
+        if record.key_id in self.revocations.api_key or record.revoked:
+            return _inactive("REVOKED", "api_key")
+        now = self.clock.now()
+        if record.expires_at and now > record.expires_at:
+            return _inactive("EXPIRED", "api_key")
+        scopes = frozenset(record.scopes)
+        if required_scopes and not scopes.issuperset(required_scopes):
+            return _inactive("INSUFFICIENT_SCOPE", "api_key")
+        if token_use and token_use != "service":
+            return _inactive("WRONG_TOKEN_USE", "api_key")
+        claims: dict[str, Any] = {
+            "iss": self.config.issuer,
+            "sub": record.chitty_id,
+            "chitty_id": record.chitty_id,
+            "client_id": f"apikey:{record.key_id}",
+            "scope": " ".join(record.scopes),
+            "jti": record.key_id,
+            "iat": int(record.created_at),
+            "token_use": "service",
+        }
+        if record.expires_at:
+            claims["exp"] = int(record.expires_at)
+        return Validation(True, "", claims, "api_key")
+
+    def principal_for(self, bearer: str) -> Principal:
+        """The caller behind a bearer credential (access token or API key)."""
+        result = self.validate(bearer)
+        if not result.active:
+            raise Unauthenticated("the bearer token is not valid", reason="INVALID_TOKEN")
+        return principal_from_claims(result.claims)
+
+    # -- revoking -------------------------------------------------------------------------
+
+    async def revoke(self, tx: SqliteTransaction, kind: str, value: str, until: float) -> bool:
+        """Records a revocation in ``tx``; it applies in memory the moment ``tx`` commits.
+
+        Returns:
+            False when the same revocation was already recorded.
+        """
+        fresh = await token_rows.upsert_revocation(tx, kind, value, until)
+        await tx.append_change(
+            CHANGE_KIND, f"{kind}:{value}", {"kind": kind, "value": value, "until": until}
+        )
+        tx.on_commit(lambda: self.revocations.add(kind, value, until))
+        return fresh
+
+    async def revoke_jti(self, tx: SqliteTransaction, jti: str, until: float) -> bool:
+        return await self.revoke(tx, "jti", jti, until)
+
+    async def revoke_session(self, tx: SqliteTransaction, session_id: str, until: float) -> bool:
+        return await self.revoke(tx, "sid", session_id, until)
+
+    async def revoke_family(self, tx: SqliteTransaction, family_id: str, until: float) -> bool:
+        return await self.revoke(tx, "family", family_id, until)
+
+    def max_lifetime(self) -> int:
+        """The longest any access token lives; revocations older than this can be forgotten."""
+        return max(
+            self.config.access_ttl_s,
+            self.config.portal_ttl_s,
+            self.config.mcp_server_ttl_s,
+            self.config.service_ttl_s,
+        )
+
+    def signed_claims(self, token: str) -> Mapping[str, Any] | None:
+        """The claims of a token we signed (however expired or revoked), else None."""
+        if len(token) > self.config.max_token_bytes:
+            return None
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached.claims
+        outcome = self._verify_signature(token)
+        return None if isinstance(outcome, Validation) else outcome.claims
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    aud = claims.get("aud", ())
+    return Principal(
+        subject=str(claims.get("sub", "")),
+        client_id=str(claims.get("client_id", "")),
+        scopes=frozenset(str(claims.get("scope", "")).split()),
+        token_use=str(claims.get("token_use", "")),
+        session_id=str(claims.get("sid", "")),
+        chitty_id=str(claims.get("chitty_id", "")),
+        jti=str(claims.get("jti", "")),
+        audiences=(aud,) if isinstance(aud, str) else tuple(str(a) for a in aud),
+    )
+
+
+def _header(token: str) -> dict[str, Any] | None:
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts[:2]):
+        return None
+    encoded = parts[0]
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _checked_extra_claims(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not extra:
+        return {}
+    reserved = sorted(set(extra) & RESERVED_CLAIMS)
+    if reserved:
+        raise InvalidRequest(
+            f"extra claims may not set reserved claims: {', '.join(reserved)}",
+            reason="RESERVED_CLAIM",
+            metadata={"claims": ",".join(reserved)},
+        )
+    try:
+        size = len(json.dumps(dict(extra), separators=(",", ":")))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest("extra claims must be JSON values") from exc
+    if size > MAX_EXTRA_CLAIMS_BYTES:
+        raise InvalidRequest(f"extra claims are larger than {MAX_EXTRA_CLAIMS_BYTES} bytes")
+    return dict(extra)

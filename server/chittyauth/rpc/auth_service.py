@@ -1,0 +1,195 @@
+"""AuthService: thin gRPC methods over the token service and the grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpc import aio
+
+from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc, token_pb2
+from chittyauth.domain.errors import InvalidRequest, NotImplementedYet
+from chittyauth.domain.grants import MachineGrants
+from chittyauth.domain.tokens import IssuedToken, TokenService
+from chittyauth.rpc.context import current_call
+from chittyauth.rpc.convert import (
+    CREDENTIAL_KIND_TO_PROTO,
+    INACTIVE_REASON_TO_PROTO,
+    TOKEN_USE_FROM_PROTO,
+    TOKEN_USE_TO_PROTO,
+    claims_message,
+    timestamp,
+)
+from chittyauth.rpc.pending import pending_servicer
+from chittyauth.rpc.services import AUTH
+from chittyauth.store.protocol import AuditRecord
+from chittyauth.store.sqlite import SqliteStore
+
+Context = aio.ServicerContext[Any, Any]
+MAX_SCOPES = 50
+
+_Base: type[auth_service_pb2_grpc.AuthServiceServicer] = pending_servicer(
+    AUTH.base, AUTH.descriptor, "the identity and OAuth capability"
+)
+
+
+class AuthServicer(_Base):  # type: ignore[valid-type,misc]
+    """Authenticate, Exchange, Validate, Revoke and GetJwks."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        tokens: TokenService,
+        grants: MachineGrants,
+        keys: Any,
+    ) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._grants = grants
+        self._keys = keys
+
+    async def Validate(
+        self, request: auth_service_pb2.ValidateRequest, context: Context
+    ) -> auth_service_pb2.ValidateResponse:
+        result = self._tokens.validate(
+            request.token,
+            audience=request.audience,
+            required_scopes=request.required_scopes,
+            token_use=TOKEN_USE_FROM_PROTO.get(request.token_use, ""),
+        )
+        response = auth_service_pb2.ValidateResponse(
+            active=result.active,
+            credential_kind=CREDENTIAL_KIND_TO_PROTO.get(
+                result.kind, token_pb2.CREDENTIAL_KIND_UNSPECIFIED
+            ),
+        )
+        if result.active:
+            response.claims.CopyFrom(claims_message(result.claims))
+        else:
+            response.inactive_reason = INACTIVE_REASON_TO_PROTO[result.reason]
+        return response
+
+    async def Revoke(
+        self, request: auth_service_pb2.RevokeRequest, context: Context
+    ) -> auth_service_pb2.RevokeResponse:
+        await revoke_token(self._store, self._tokens, request.token, current_call().request_id)
+        return auth_service_pb2.RevokeResponse()
+
+    async def GetJwks(
+        self, request: auth_service_pb2.GetJwksRequest, context: Context
+    ) -> auth_service_pb2.GetJwksResponse:
+        return auth_service_pb2.GetJwksResponse(
+            keys=[token_pb2.Jwk(**jwk) for jwk in self._keys.jwks()]
+        )
+
+    async def Authenticate(
+        self, request: auth_service_pb2.AuthenticateRequest, context: Context
+    ) -> auth_service_pb2.AuthenticateResponse:
+        scopes = _scopes(request.scopes)
+        request_id = current_call().request_id
+        which = request.WhichOneof("credential")
+        if which == "client_credentials":
+            creds = request.client_credentials
+            issued = await self._grants.client_credentials(
+                creds.client_id, creds.client_secret, scopes, request.resources,
+                request_id=request_id,
+            )  # fmt: skip
+        elif which == "api_key":
+            issued = await self._grants.api_key(
+                request.api_key.api_key, scopes, request.resources, request_id=request_id
+            )
+        elif which is None:
+            raise InvalidRequest("a credential is required", reason="MISSING_CREDENTIAL")
+        else:
+            raise NotImplementedYet(
+                f"AuthService.Authenticate with a {which} credential is not implemented yet;"
+                " it arrives with the identity capability"
+            )
+        return authenticate_response(issued)
+
+    async def Exchange(
+        self, request: auth_service_pb2.ExchangeRequest, context: Context
+    ) -> auth_service_pb2.ExchangeResponse:
+        which = request.WhichOneof("grant")
+        if which == "client_credentials":
+            issued = await self._grants.client_credentials(
+                request.client_id,
+                request.client_secret,
+                _scopes(request.scopes),
+                request.resources,
+                request_id=current_call().request_id,
+            )
+            return auth_service_pb2.ExchangeResponse(
+                access_token=issued.token,
+                token_type="Bearer",
+                expire_time=timestamp(issued.expires_at),
+                scopes=issued.scopes,
+                jti=issued.jti,
+            )
+        if which is None:
+            raise InvalidRequest("a grant is required", reason="MISSING_GRANT")
+        raise NotImplementedYet(
+            f"AuthService.Exchange with the {which} grant is not implemented yet;"
+            " it arrives with the OAuth capability"
+        )
+
+
+def authenticate_response(issued: IssuedToken) -> auth_service_pb2.AuthenticateResponse:
+    claims = issued.claims
+    return auth_service_pb2.AuthenticateResponse(
+        access_token=issued.token,
+        token_type="Bearer",
+        expire_time=timestamp(issued.expires_at),
+        scopes=issued.scopes,
+        chitty_id=str(claims.get("chitty_id", "")),
+        session_id=str(claims.get("sid", "")),
+        token_use=TOKEN_USE_TO_PROTO.get(
+            str(claims.get("token_use", "")), token_pb2.TOKEN_USE_UNSPECIFIED
+        ),
+        jti=issued.jti,
+    )
+
+
+async def revoke_token(
+    store: SqliteStore, tokens: TokenService, token: str, request_id: str
+) -> bool:
+    """RFC 7009 semantics: revokes what ``token`` names; an unknown token is not an error.
+
+    Returns:
+        True when something was newly revoked.
+    """
+    if not token or len(token) > tokens.config.max_token_bytes:
+        return False
+    validation = tokens.validate(token)
+    if validation.kind == "api_key" and validation.claims:
+        kind, value = "api_key", str(validation.claims["jti"])
+        until = float("inf")
+        subject = str(validation.claims.get("sub", ""))
+    else:
+        claims = tokens.signed_claims(token)
+        if claims is None:
+            return False
+        kind, value = "jti", str(claims["jti"])
+        until = float(claims["exp"]) + tokens.config.leeway_s
+        subject = str(claims.get("sub", ""))
+    async with store.transaction() as tx:
+        fresh = await tokens.revoke(tx, kind, value, until if until != float("inf") else 1e18)
+        if fresh:
+            await tx.audit(
+                AuditRecord(
+                    actor=subject,
+                    subject=subject,
+                    action="token.revoked",
+                    outcome="success",
+                    resource=value,
+                    request_id=request_id,
+                    attributes={"kind": kind},
+                )
+            )
+    return fresh
+
+
+def _scopes(requested: Any) -> tuple[str, ...]:
+    scopes = tuple(dict.fromkeys(str(s) for s in requested))
+    if len(scopes) > MAX_SCOPES or any(not s or len(s) > 128 or " " in s for s in scopes):
+        raise InvalidRequest("scopes must be at most 50 non-empty tokens without spaces")
+    return scopes
