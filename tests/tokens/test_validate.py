@@ -27,7 +27,7 @@ def b64(raw: bytes) -> str:
 
 
 def parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    header, _, signature = token.split(".")
+    header, payload, signature = token.split(".")
     pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
     return (
         json.loads(base64.urlsafe_b64decode(pad(header))),
