@@ -11,6 +11,9 @@ from grpc import aio
 
 from chittyauth.app import Server
 from chittyauth.config import Config, GrpcConfig, HttpConfig, StoreConfig, replace
+from tests.support.fixtures import dev_authority
+
+__all__ = ["dev_authority"]
 
 
 @pytest.fixture

@@ -17,13 +17,22 @@ from grpc_health.v1 import health_pb2_grpc
 
 from chittyauth.clock import Clock, SystemClock
 from chittyauth.config import Config
+from chittyauth.domain.changefeed import ChangeFeed
 from chittyauth.domain.errors import DomainError
+from chittyauth.domain.grants import MachineGrants
+from chittyauth.domain.keys import KeyEncryptionKeyError
+from chittyauth.domain.oauth import OAuthFlows
+from chittyauth.domain.revocation import CHANGE_KIND as REVOCATION_CHANGE
+from chittyauth.domain.tokens import TokenService
+from chittyauth.rpc.audit import AuditServicer
+from chittyauth.rpc.auth_service import AuthServicer
 from chittyauth.rpc.health import NOT_SERVING, SERVING, Health
 from chittyauth.rpc.interceptors import CallInterceptor
 from chittyauth.rpc.pending import pending_servicer
 from chittyauth.rpc.reflection import enable_reflection
 from chittyauth.rpc.services import ALL_SERVICES, ServiceSpec
 from chittyauth.store.sqlite import SqliteStore
+from chittyauth.store.tokens import live_revocations
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,9 @@ class Server:
         self._extra_services = extra_services
         self._grpc: aio.Server | None = None
         self._stopped = asyncio.Event()
+        self.feed = ChangeFeed(self.store)
+        # Servicer instances by service name; a service without one answers UNIMPLEMENTED.
+        self.servicers: dict[str, Any] = {}
 
     @property
     def grpc_target(self) -> str:
@@ -69,6 +81,10 @@ class Server:
     async def start(self) -> None:
         """Opens the store, binds the ports and starts serving."""
         await self.store.open()
+        start_seq = await self.store.last_change_seq()
+        await self._build_domain()
+        self.store.add_commit_listener(self.feed.notify)
+        await self.feed.start(start_seq)
         self._grpc = self._build_grpc()
         self.grpc_port = self._grpc.add_insecure_port(
             f"{self.config.grpc.host}:{self.config.grpc.port}"
@@ -88,8 +104,23 @@ class Server:
         grace = self.config.grpc.grace_period_s if grace is None else grace
         log.info("shutting down", extra={"grace_s": grace})
         await self.health.enter_graceful_shutdown()
+        sessions = getattr(self, "sessions", None)
+        if sessions is not None:
+            sessions.hub.close()  # end WatchSessions streams, or they would hold the drain
+        revocation_hub = getattr(self, "revocation_hub", None)
+        if revocation_hub is not None:
+            revocation_hub.close()  # end WatchRevocations streams likewise
         if self._grpc is not None:
             await self._grpc.stop(grace)
+        key_schedule = getattr(self, "_key_schedule", None)
+        if key_schedule is not None:
+            key_schedule.cancel()
+            await asyncio.gather(key_schedule, return_exceptions=True)
+        session_sweeper = getattr(self, "_session_sweeper", None)
+        if session_sweeper is not None:
+            session_sweeper.cancel()
+            await asyncio.gather(session_sweeper, return_exceptions=True)
+        await self.feed.stop()
         await self.store.close()
         self._stopped.set()
         log.info("stopped")
@@ -129,8 +160,94 @@ class Server:
         enable_reflection([*names, HEALTH_SERVICE], server)
         return server
 
+    async def _build_domain(self) -> None:
+        """Builds the domain services over the open store and their servicers."""
+        # Signing keys (first: the token service signs with them). A bad KEK stops start-up.
+        from chittyauth.domain.keys import CHANGE_PREFIX, KeyRing
+        from chittyauth.rpc.keys import DeferredResolver, KeyServicer
+
+        self.keys = KeyRing(self.store, self.clock, self.config)
+        await self.keys.load()
+        await self.keys.ensure_keys()
+        self.feed.subscribe((CHANGE_PREFIX,), self.keys.on_changes)
+        self.servicers["KeyService"] = KeyServicer(
+            self.keys, DeferredResolver(lambda: getattr(self, "tokens", None))
+        )
+        self._key_schedule = asyncio.create_task(self.keys.run_schedule(), name="key-schedule")
+
+        # Tokens and revocation: the principal resolver of every RPC; no I/O when validating.
+        self.tokens = TokenService(self.config.tokens, self.keys, self.clock)
+        async with self.store.read() as reader:
+            self.tokens.revocations.load(await live_revocations(reader, self.clock.now()))
+        self.feed.subscribe((REVOCATION_CHANGE,), self.tokens.revocations.apply)
+        self.servicers["AuditService"] = AuditServicer(self.store, self.tokens)
+        self.grants = MachineGrants(self.store, self.tokens)
+
+        # OAuth clients and API keys: in-memory registries for the hot path, kept current from
+        # the change log; the clients file is applied before the server takes calls.
+        from chittyauth.clients_file import apply_clients_file, secrets_dir_for
+        from chittyauth.domain.apikeys import ApiKeyAdmin, ApiKeyRegistry
+        from chittyauth.domain.clients import ClientAdmin, ClientRegistry
+        from chittyauth.rpc.apikeys import ApiKeyServicer
+        from chittyauth.rpc.clients import ClientServicer
+
+        self.clients = ClientRegistry(self.store)
+        await self.clients.load()
+        self.feed.subscribe(("client.",), self.clients.on_changes)
+        self.api_keys = ApiKeyRegistry(self.store)
+        await self.api_keys.load()
+        self.feed.subscribe(("apikey.",), self.api_keys.on_changes)
+        self.grants.clients = self.clients
+        self.tokens.api_keys = self.api_keys
+        client_admin = ClientAdmin(self.store, self.clients, revoker=self.tokens)
+        if self.config.clients_file:
+            await apply_clients_file(
+                self.config.clients_file,
+                client_admin,
+                self.clients,
+                secrets_dir=secrets_dir_for(self.config.store.path),
+            )
+        self.servicers["ClientService"] = ClientServicer(client_admin, self.tokens)
+        api_key_admin = ApiKeyAdmin(
+            self.store,
+            self.api_keys,
+            revoker=self.tokens,
+            allow_legacy_ids=self.config.authority.allow_legacy_ids,
+        )
+        self.servicers["ApiKeyService"] = ApiKeyServicer(api_key_admin, self.tokens)
+
+        # OAuth 2.1 flows, and the AuthService in front of every grant.
+        self.oauth = OAuthFlows(
+            self.store, self.tokens, self.clients, self.config.tokens, self.clock
+        )
+        # WatchRevocations: one feed subscriber fans revocations out to verifier streams.
+        from chittyauth.rpc.revocations import RevocationHub
+
+        self.revocation_hub = RevocationHub(self.store, self.clock)
+        self.revocation_hub.attach(self.feed)
+        self.servicers["AuthService"] = AuthServicer(
+            self.store, self.tokens, self.grants, self.keys, self.oauth,
+            revocations=self.revocation_hub,
+        )  # fmt: skip
+
+        # Sessions and cross-device sync: one feed subscriber fans out to WatchSessions
+        # streams; a background sweeper expires idle and over-age sessions.
+        from chittyauth.domain.sessions import open_session_service
+        from chittyauth.rpc.sync import SyncServicer
+
+        self.sessions = await open_session_service(
+            self.store, self.clock, self.config, self.feed, revoker=self.tokens
+        )
+        self.servicers["SyncService"] = SyncServicer(self.sessions, self.tokens)
+        self._session_sweeper = asyncio.create_task(
+            self.sessions.run_sweeper(), name="session-sweeper"
+        )
+
     def _servicer_for(self, spec: ServiceSpec) -> Any:
         name = spec.descriptor.name
+        servicer = self.servicers.get(name)
+        if servicer is not None:
+            return servicer
         return pending_servicer(spec.base, spec.descriptor, _ARRIVES_WITH[name])()
 
 
@@ -144,6 +261,10 @@ async def serve(config: Config) -> int:
     server = create_server(config)
     try:
         await server.start()
+    except KeyEncryptionKeyError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        await server.store.close()
+        return 2
     except (OSError, grpc.RpcError, DomainError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
         await server.store.close()

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dev", help="run the dev identity authority and the server on local defaults"
     )
     dev.add_argument("--authority-port", type=int, default=8090)
+    keys = commands.add_parser("keys", help="list or rotate signing keys")
+    keys.add_argument("action", choices=["list", "rotate"])
+    keys.add_argument("--algorithm", choices=["ES256", "EdDSA", "RS256", "HS256"])
+    audit = commands.add_parser("audit", help="verify or export the audit log")
+    audit.add_argument("action", choices=["verify", "export"])
     commands.add_parser(
         "dev-authority",
         help="run the development ChittyID authority and Access issuer",
@@ -52,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # dev-authority parses its own arguments.
     if "dev-authority" in args_list:
         index = args_list.index("dev-authority")
-        from chittyauth import devauthority  # type: ignore[attr-defined]
+        from chittyauth import devauthority
 
         return int(devauthority.main(args_list[index + 1 :]))
     parser = build_parser()
@@ -74,6 +79,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_migrate(config))
     if args.command == "dev":
         return _dev(args, config)
+    if args.command == "keys":
+        from chittyauth import keys_cli
+
+        if args.action == "list":
+            return _run(keys_cli.keys_list(config))
+        return _run(keys_cli.keys_rotate(config, args.algorithm))
+    if args.command == "audit":
+        from chittyauth import audit_cli
+
+        action = audit_cli.audit_verify if args.action == "verify" else audit_cli.audit_export
+        return _run(action(config))
     parser.error(f"unknown command {args.command}")  # pragma: no cover
     return EXIT_USAGE  # pragma: no cover
 

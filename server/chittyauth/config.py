@@ -107,6 +107,8 @@ class AuthorityConfig:
     allow_legacy_ids: bool = False
     breaker_failure_threshold: int = 5
     breaker_reset_s: float = 10.0
+    # How often the server probes GET /health, so availability recovers without traffic.
+    health_probe_interval_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,11 @@ class RateLimitConfig:
     register_per_minute: int = 5
     login_failures_before_lockout: int = 5
     lockout_s: int = 300
+    # A failed password login answers after base * 2**(earlier failures) seconds (capped).
+    login_failure_delay_s: float = 0.25
+    login_failure_delay_max_s: float = 4.0
+    # Idle buckets are evicted beyond this many, so memory stays bounded.
+    max_buckets: int = 100_000
 
 
 @dataclass(frozen=True)

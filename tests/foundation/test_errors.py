@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -9,6 +11,9 @@ from grpc import aio
 
 from chitty.auth.v1 import sync_service_pb2, sync_service_pb2_grpc
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY
+from chittyauth.rpc.interceptors import CallInterceptor
+from chittyauth.rpc.pending import pending_servicer
+from chittyauth.rpc.services import SYNC
 
 
 def _error_info(error: aio.AioRpcError) -> error_details_pb2.ErrorInfo:
@@ -19,8 +24,23 @@ def _error_info(error: aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     return info
 
 
-async def test_unimplemented_rpc_names_itself(channel: aio.Channel) -> None:
-    stub = sync_service_pb2_grpc.SyncServiceStub(channel)
+@pytest.fixture
+async def pending_channel() -> AsyncIterator[aio.Channel]:
+    """A server whose SyncService is not built yet: the interceptor and pending servicer."""
+    server = aio.server(interceptors=[CallInterceptor()])
+    servicer = pending_servicer(SYNC.base, SYNC.descriptor, "a later capability")()
+    SYNC.add(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        await server.stop(None)
+
+
+async def test_unimplemented_rpc_names_itself(pending_channel: aio.Channel) -> None:
+    stub = sync_service_pb2_grpc.SyncServiceStub(pending_channel)
     with pytest.raises(aio.AioRpcError) as caught:
         await stub.GetSessionState(sync_service_pb2.GetSessionStateRequest(name="sessions/x"))
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -30,8 +50,8 @@ async def test_unimplemented_rpc_names_itself(channel: aio.Channel) -> None:
     assert info.reason == "UNIMPLEMENTED"
 
 
-async def test_unimplemented_stream_names_itself(channel: aio.Channel) -> None:
-    stub = sync_service_pb2_grpc.SyncServiceStub(channel)
+async def test_unimplemented_stream_names_itself(pending_channel: aio.Channel) -> None:
+    stub = sync_service_pb2_grpc.SyncServiceStub(pending_channel)
     call = stub.WatchSessions(sync_service_pb2.WatchSessionsRequest())
     with pytest.raises(aio.AioRpcError) as caught:
         await call.read()
@@ -40,7 +60,7 @@ async def test_unimplemented_stream_names_itself(channel: aio.Channel) -> None:
 
 
 async def test_request_id_is_echoed(channel: aio.Channel) -> None:
-    stub = sync_service_pb2_grpc.SyncServiceStub(channel)
+    stub = sync_service_pb2_grpc.SyncServiceStub(channel)  # no token: UNAUTHENTICATED
     with pytest.raises(aio.AioRpcError) as caught:
         await stub.GetSession(
             sync_service_pb2.GetSessionRequest(name="sessions/x"),

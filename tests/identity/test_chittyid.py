@@ -11,16 +11,18 @@ from chittyauth.domain.errors import InvalidRequest
 
 
 @pytest.mark.parametrize(
-    "chitty_id",
+    ("chitty_id", "ours"),
     [
-        "CH-A-USA-0042-P-25-Q-2",
-        "AB-C-DEF-1234-G-56-H-I",
-        "ZZ-Z-ZZZ-9999-Z-99-Z-0",
+        ("CH-A-USA-0042-P-25-Q-2", True),
+        # Official shape under another authority's check scheme: still passes the pre-check.
+        ("AB-C-DEF-1234-G-56-H-I", False),
+        ("ZZ-Z-ZZZ-9999-Z-99-Z-0", False),
     ],
 )
-def test_official_format_is_accepted(chitty_id: str) -> None:
-    assert chittyid.check_format(chitty_id, allow_legacy=False) is None
+def test_official_format_is_accepted(chitty_id: str, ours: bool) -> None:
+    chittyid.check_format(chitty_id, allow_legacy=False)
     assert chittyid.is_official(chitty_id)
+    assert chittyid.official_checksum_ok(chitty_id) is ours
 
 
 @pytest.mark.parametrize(
@@ -51,7 +53,8 @@ def test_numeric_variant_with_good_check_digits_is_accepted() -> None:
     check = chittyid.numeric_check_digits(body)
     assert check == "87"
     assert chittyid.numeric_checksum_ok(f"{body}-{check}")
-    assert chittyid.check_format(f"{body}-{check}", allow_legacy=False) is None
+    chittyid.check_format(f"{body}-{check}", allow_legacy=False)
+    assert chittyid.entity_of(f"{body}-{check}") == "PEO"
 
 
 @pytest.mark.parametrize("chitty_id", ["03-1-USA-1234-P-251-0-82", "03-1-USA-1235-P-251-0-87"])
@@ -64,7 +67,8 @@ def test_numeric_variant_with_bad_check_digits_is_refused(chitty_id: str) -> Non
 
 def test_legacy_format_only_when_allowed() -> None:
     legacy = "CHITTY-PEO-USER123-ABC"
-    assert chittyid.check_format(legacy, allow_legacy=True) is None
+    chittyid.check_format(legacy, allow_legacy=True)
+    assert chittyid.entity_of(legacy) is None  # the type part of a legacy ID is free text
     with pytest.raises(InvalidRequest, match="legacy") as caught:
         chittyid.check_format(legacy, allow_legacy=False)
     assert caught.value.reason == "INVALID_CHITTY_ID"

@@ -25,10 +25,14 @@ def new_secret(prefix: str, nbytes: int = 32) -> str:
 
 def has_valid_checksum(secret: str, prefix: str) -> bool:
     """True when ``secret`` has ``prefix`` and a checksum that matches its body."""
-    if not secret.startswith(prefix):
-        return False
-    body, sep, check = secret[len(prefix) :].rpartition("_")
-    if not sep or not body:
+    rest = secret[len(prefix) :]
+    # The checksum has a fixed length, and both it and the body may contain "_" themselves.
+    body, sep, check = (
+        rest[: -_CHECK_LENGTH - 1],
+        rest[-_CHECK_LENGTH - 1 : -_CHECK_LENGTH],
+        rest[-_CHECK_LENGTH:],
+    )
+    if not secret.startswith(prefix) or sep != "_" or not body:
         return False
     return secrets.compare_digest(check, _checksum(prefix + body))
 
@@ -36,6 +40,9 @@ def has_valid_checksum(secret: str, prefix: str) -> bool:
 def secret_hash(secret: str) -> str:
     """Hex SHA-256: what is stored for a high-entropy secret (never the secret itself)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+_CHECK_LENGTH = 6  # base64url of a 4-byte CRC32
 
 
 def _checksum(text: str) -> str:

@@ -43,7 +43,6 @@ RESERVED_CLAIMS = frozenset(
     }
 )  # fmt: skip
 MAX_EXTRA_CLAIMS_BYTES = 4096
-MAX_TTL_S = 30 * 86400
 
 
 class SigningKeyLike(Protocol):
@@ -176,8 +175,11 @@ class TokenService:
         if token_use not in TOKEN_USES:
             raise InvalidRequest(f"unknown token use {token_use!r}")
         ttl = self.ttl_for(token_use) if ttl_s is None else ttl_s
-        if not 0 < ttl <= MAX_TTL_S:
-            raise InvalidRequest(f"token lifetime must be between 1 s and {MAX_TTL_S} s")
+        # Never beyond the longest configured lifetime: a retired signing key is deleted once
+        # that much time has passed, and a token must not outlive its key.
+        longest = self.max_lifetime()
+        if not 0 < ttl <= longest:
+            raise InvalidRequest(f"token lifetime must be between 1 s and {longest} s")
         extra = _checked_extra_claims(extra_claims)
         signer = self.keys.signer()
         now = int(tx.now)

@@ -11,7 +11,7 @@ import base64
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import any_pb2, json_format
@@ -73,11 +73,12 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> HttpError:
     ``Retry-After`` from a RetryInfo detail; ``x-request-id`` from the trailing or initial
     metadata.
     """
+    # grpc-stubs types the metadata as objects with .key/.value; grpc.aio yields pairs.
     return from_status(
         error.code(),
         error.details() or "",
-        trailing_metadata=error.trailing_metadata() or (),
-        initial_metadata=error.initial_metadata() or (),
+        trailing_metadata=cast(MetadataPairs, error.trailing_metadata() or ()),
+        initial_metadata=cast(MetadataPairs, error.initial_metadata() or ()),
     )
 
 
@@ -208,7 +209,7 @@ def _retry_after_seconds(status: status_pb2.Status) -> int | None:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
             detail.Unpack(info)
-            delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            delay: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
             # Retry-After takes whole seconds; round up so a client never retries early.
             return max(0, math.ceil(delay))
     return None

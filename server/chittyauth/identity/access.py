@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 MAX_ASSERTION_BYTES: Final = 8 * 1024
 _ALGORITHM: Final = "RS256"
 _MAX_JWKS_BYTES: Final = 256 * 1024
+_MIN_RSA_BITS: Final = 2048
 _REFUSAL: Final = "invalid Cloudflare Access assertion"
 
 
@@ -137,6 +138,8 @@ class AccessVerifier:
             "verify_iat": False,
             "verify_aud": False,
             "verify_iss": False,
+            # Short keys are dropped from the key set; this makes sure pyjwt never just warns.
+            "enforce_minimum_key_length": True,
         }
         try:
             return jwt.decode(assertion, key.key, algorithms=[_ALGORITHM], options=options)
@@ -263,9 +266,13 @@ def _parse_jwks(raw: bytes) -> dict[str, jwt.PyJWK]:
         if not isinstance(entry, dict) or not _is_rs256_signing_key(entry):
             continue
         try:
-            keys[entry["kid"]] = jwt.PyJWK(entry, algorithm=_ALGORITHM)
+            key = jwt.PyJWK(entry, algorithm=_ALGORITHM)
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            key = None
+        if key is None or getattr(key.key, "key_size", 0) < _MIN_RSA_BITS:
             logger.warning("access jwks key skipped", extra={"kid": entry["kid"]})
+            continue
+        keys[entry["kid"]] = key
     return keys
 
 

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -23,12 +23,13 @@ import aiohttp
 from chittyauth import __version__
 from chittyauth.config import AuthorityConfig
 from chittyauth.domain.chittyid import check_entity, check_format
-from chittyauth.domain.errors import InvalidRequest, Unavailable
+from chittyauth.domain.errors import DomainError, InvalidRequest, Unavailable
 
 logger = logging.getLogger(__name__)
 
 AvailabilityListener = Callable[[bool], None]
 CircuitState = Literal["closed", "open", "half_open"]
+_T = TypeVar("_T")
 
 # Bounds the positive cache so a flood of distinct valid IDs cannot grow memory without limit.
 _CACHE_MAX_ENTRIES: Final = 10_000
@@ -85,6 +86,10 @@ class CircuitBreaker:
             self._trial_in_flight = True
             return True
         return False
+
+    def abandon(self) -> None:
+        """A call ended without a verdict (cancelled): free the trial slot, change nothing."""
+        self._trial_in_flight = False
 
     def record_success(self) -> None:
         """A call got a sensible answer: close."""
@@ -190,23 +195,25 @@ class AuthorityClient:
             body["name"] = name
         if metadata is not None:
             body["metadata"] = dict(metadata)
-        status, answer = await self._call("POST", "/mint", json_body=body)
-        if status in (401, 403, 429):
-            raise self._refused(status)
-        if status >= 400:
-            raise InvalidRequest(
-                f"the ChittyID authority refused to mint (HTTP {status})",
-                reason="AUTHORITY_REFUSED_MINT",
-            )
-        if answer is None or not isinstance(answer.get("chittyId"), str):
-            raise self._nonsense("mint answer without a chittyId")
-        if answer.get("entity", entity) != entity:
-            raise self._nonsense("mint answer for another entity type")
-        chitty_id: str = answer["chittyId"]
-        try:
-            check_format(chitty_id, allow_legacy=self._config.allow_legacy_ids)
-        except InvalidRequest:
-            raise self._nonsense("minted ChittyID is malformed") from None
+
+        def interpret(status: int, answer: dict[str, Any] | None) -> str:
+            if 400 <= status < 500:
+                raise InvalidRequest(
+                    f"the ChittyID authority refused to mint (HTTP {status})",
+                    reason="AUTHORITY_REFUSED_MINT",
+                )
+            chitty_id = answer.get("chittyId") if answer is not None else None
+            if not isinstance(chitty_id, str) or answer is None:
+                raise _AuthorityFailure("mint answer without a chittyId")
+            if answer.get("entity", entity) != entity:
+                raise _AuthorityFailure("mint answer for another entity type")
+            try:
+                check_format(chitty_id, allow_legacy=self._config.allow_legacy_ids)
+            except InvalidRequest:
+                raise _AuthorityFailure("minted ChittyID is malformed") from None
+            return chitty_id
+
+        chitty_id = await self._call("POST", "/mint", interpret, json_body=body)
         logger.info("chittyid minted", extra={"chitty_id": chitty_id, "entity": entity})
         return chitty_id
 
@@ -224,15 +231,17 @@ class AuthorityClient:
         cached = self._cached(chitty_id)
         if cached is not None:
             return cached
-        status, answer = await self._call("GET", f"/validate/{quote(chitty_id, safe='')}")
-        if status in (400, 404, 422):
-            # The authority refuses the ID itself: a verdict, and a negative one (fail closed).
-            return ChittyIdInfo(valid=False, chitty_id=chitty_id, entity=None)
-        if status != 200:
-            raise self._refused(status)
-        info = _parse_validation(answer, chitty_id)
-        if info is None:
-            raise self._nonsense("validate answer is not {valid, chittyId, entity}")
+
+        def interpret(status: int, answer: dict[str, Any] | None) -> ChittyIdInfo:
+            if status in (400, 404, 422):
+                # The authority refuses the ID itself: a verdict, and a negative one.
+                return ChittyIdInfo(valid=False, chitty_id=chitty_id, entity=None)
+            info = _parse_validation(answer, chitty_id) if status == 200 else None
+            if info is None:
+                raise _AuthorityFailure(f"HTTP {status} is not a verdict")
+            return info
+
+        info = await self._call("GET", f"/validate/{quote(chitty_id, safe='')}", interpret)
         if info.valid:
             self._remember(info)
         return info
@@ -241,8 +250,8 @@ class AuthorityClient:
         """Probe ``GET /health``, bypassing the breaker; updates ``available``. Never raises."""
         session = self._require_session()
         try:
-            async with session.get(f"{self._base_url}/health") as response:
-                await response.read()
+            async with session.get(f"{self._base_url}/health", allow_redirects=False) as response:
+                await response.content.read(_MAX_ANSWER_BYTES)
                 healthy = response.status == 200
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("authority health probe failed", extra={"error": type(exc).__name__})
@@ -261,13 +270,22 @@ class AuthorityClient:
             await asyncio.sleep(interval_s)
 
     async def _call(
-        self, method: str, path: str, *, json_body: Mapping[str, Any] | None = None
-    ) -> tuple[int, dict[str, Any] | None]:
-        """One request through the breaker: (status, JSON object or None) for any 2xx-4xx.
+        self,
+        method: str,
+        path: str,
+        interpret: Callable[[int, dict[str, Any] | None], _T],
+        *,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> _T:
+        """One request through the breaker, its answer read by ``interpret(status, json)``.
 
-        Network failures, timeouts, 5xx and an unreadable 2xx count against the breaker.
+        ``interpret`` sees 2xx and 4xx answers (the JSON object, or None if the body is not
+        one) and raises ``_AuthorityFailure`` for nonsense. Network failures, timeouts, 5xx,
+        redirects and nonsense count against the breaker; anything else, including a verdict
+        ``interpret`` raises as a ``DomainError``, counts for it.
         """
         session = self._require_session()
+        trial = self._breaker.state == "half_open"
         if not self._breaker.acquire():
             raise Unavailable(
                 "the ChittyID authority is unavailable",
@@ -280,36 +298,40 @@ class AuthorityClient:
             ) as resp:
                 raw = await resp.content.read(_MAX_ANSWER_BYTES + 1)
                 status = resp.status
-            if not 200 <= status < 500:
+            if status in (401, 403, 429):
+                raise self._refused(status)
+            if not (200 <= status < 300 or 400 <= status < 500):
                 raise _AuthorityFailure(f"HTTP {status}")
-            answer = _json_object(raw)
-            if 200 <= status < 300 and answer is None:
-                raise _AuthorityFailure("unreadable answer")
+            result = interpret(status, _json_object(raw))
         except (aiohttp.ClientError, TimeoutError, _AuthorityFailure) as exc:
             self._breaker.record_failure()
-            self._publish()
             logger.warning(
                 "authority call failed",
-                extra={"path": path.split("/")[1], "error": type(exc).__name__},
+                extra={"path": path.split("/")[1], "error": type(exc).__name__, "detail": str(exc)},
             )
             raise Unavailable(
                 "the ChittyID authority is unavailable", reason="AUTHORITY_UNAVAILABLE"
             ) from None
-        self._breaker.record_success()
-        self._publish()
-        return status, answer
+        except DomainError:
+            self._breaker.record_success()
+            raise
+        except BaseException:
+            # Cancelled, or a bug of ours: no verdict on the authority, but a trial must not
+            # hold the half-open slot forever.
+            if trial:
+                self._breaker.abandon()
+            raise
+        else:
+            self._breaker.record_success()
+            return result
+        finally:
+            self._publish()
 
     def _refused(self, status: int) -> Unavailable:
         # 401/403 mean our credentials are wrong and 429 that we are throttled: not the
-        # caller's fault, and nothing we may work around.
+        # caller's fault, and nothing we may work around, but the authority is up.
         logger.error("authority refused our request", extra={"status": status})
         return Unavailable("the ChittyID authority is unavailable", reason="AUTHORITY_REFUSED")
-
-    def _nonsense(self, why: str) -> Unavailable:
-        self._breaker.record_failure()
-        self._publish()
-        logger.error("authority answered nonsense", extra={"detail": why})
-        return Unavailable("the ChittyID authority is unavailable", reason="AUTHORITY_UNAVAILABLE")
 
     def _cached(self, chitty_id: str) -> ChittyIdInfo | None:
         entry = self._cache.get(chitty_id)

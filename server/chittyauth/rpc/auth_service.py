@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from grpc import aio
@@ -9,7 +11,9 @@ from grpc import aio
 from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc, token_pb2
 from chittyauth.domain.errors import InvalidRequest, NotImplementedYet
 from chittyauth.domain.grants import MachineGrants
+from chittyauth.domain.oauth import AuthorizationRequest, OAuthFlows
 from chittyauth.domain.tokens import IssuedToken, TokenService
+from chittyauth.rpc.auth import caller
 from chittyauth.rpc.context import current_call
 from chittyauth.rpc.convert import (
     CREDENTIAL_KIND_TO_PROTO,
@@ -20,6 +24,7 @@ from chittyauth.rpc.convert import (
     timestamp,
 )
 from chittyauth.rpc.pending import pending_servicer
+from chittyauth.rpc.revocations import RevocationHub, watch_revocations
 from chittyauth.rpc.services import AUTH
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore
@@ -41,11 +46,41 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
         tokens: TokenService,
         grants: MachineGrants,
         keys: Any,
+        oauth: OAuthFlows,
+        revocations: RevocationHub | None = None,
     ) -> None:
         self._store = store
+        self._revocations = revocations
         self._tokens = tokens
         self._grants = grants
         self._keys = keys
+        self._oauth = oauth
+
+    async def Authorize(
+        self, request: auth_service_pb2.AuthorizeRequest, context: Context
+    ) -> auth_service_pb2.AuthorizeResponse:
+        user = caller(self._tokens)
+        result = await self._oauth.authorize(
+            user,
+            AuthorizationRequest(
+                response_type=request.response_type,
+                client_id=request.client_id,
+                redirect_uri=request.redirect_uri,
+                scopes=_scopes(request.scopes),
+                state=request.state,
+                code_challenge=request.code_challenge,
+                code_challenge_method=request.code_challenge_method,
+                resources=tuple(request.resources),
+            ),
+            request_id=current_call().request_id,
+        )
+        return auth_service_pb2.AuthorizeResponse(
+            code=result.code,
+            redirect_url=result.redirect_url,
+            state=result.state,
+            iss=result.iss,
+            expire_time=timestamp(result.expires_at),
+        )
 
     async def Validate(
         self, request: auth_service_pb2.ValidateRequest, context: Context
@@ -80,6 +115,16 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
         return auth_service_pb2.GetJwksResponse(
             keys=[token_pb2.Jwk(**jwk) for jwk in self._keys.jwks()]
         )
+
+    async def WatchRevocations(
+        self, request: auth_service_pb2.WatchRevocationsRequest, context: Context
+    ) -> AsyncIterator[auth_service_pb2.WatchRevocationsResponse]:
+        if self._revocations is None:
+            raise NotImplementedYet("AuthService.WatchRevocations is not wired in this server")
+        stream = watch_revocations(self._revocations, caller(self._tokens), request)
+        async with aclosing(stream):
+            async for response in stream:
+                yield response
 
     async def Authenticate(
         self, request: auth_service_pb2.AuthenticateRequest, context: Context
@@ -127,9 +172,34 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
             )
         if which is None:
             raise InvalidRequest("a grant is required", reason="MISSING_GRANT")
-        raise NotImplementedYet(
-            f"AuthService.Exchange with the {which} grant is not implemented yet;"
-            " it arrives with the OAuth capability"
+        request_id = current_call().request_id
+        if which == "authorization_code":
+            code = request.authorization_code
+            grant = await self._oauth.exchange_code(
+                request.client_id, request.client_secret, code.code, code.redirect_uri,
+                code.code_verifier, request_id=request_id,
+            )  # fmt: skip
+        elif which == "refresh_token":
+            grant = await self._oauth.refresh(
+                request.client_id, request.client_secret, request.refresh_token.refresh_token,
+                _scopes(request.scopes), request_id=request_id,
+            )  # fmt: skip
+        else:
+            exchange = request.token_exchange
+            grant = await self._oauth.token_exchange(
+                request.client_id, request.client_secret, exchange.subject_token,
+                exchange.subject_token_type, exchange.actor_token, exchange.actor_token_type,
+                exchange.audiences, request.resources, _scopes(request.scopes),
+                request_id=request_id,
+            )  # fmt: skip
+        return auth_service_pb2.ExchangeResponse(
+            access_token=grant.access.token,
+            token_type="Bearer",
+            expire_time=timestamp(grant.access.expires_at),
+            refresh_token=grant.refresh_token,
+            scopes=grant.access.scopes,
+            issued_token_type=grant.issued_token_type,
+            jti=grant.access.jti,
         )
 
 

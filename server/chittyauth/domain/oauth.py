@@ -1,0 +1,496 @@
+"""OAuth 2.1 for linked apps and MCP clients: authorize, and the token grants that follow.
+
+- Authorization code with PKCE S256 only, exact redirect URI match, state echoed, ``iss`` in
+  the redirect (RFC 9207), ``resource`` -> ``aud`` (RFC 8707). Codes are single-use, short-lived
+  and stored hashed; a replayed code revokes every token issued from it.
+- Refresh tokens rotate on every use inside one transaction; a replay after a short grace
+  window revokes the whole family (RFC 9700 §4.14.2).
+- Token exchange (RFC 8693): scope only narrows; an actor token adds an ``act`` claim.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from chittyauth.clock import Clock
+from chittyauth.config import TokenConfig
+from chittyauth.domain import ids
+from chittyauth.domain.clients import ClientRecord, ClientRegistry
+from chittyauth.domain.errors import (
+    DomainError,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    PermissionDenied,
+    UnauthorizedClient,
+)
+from chittyauth.domain.grants import checked_resources
+from chittyauth.domain.principal import Principal
+from chittyauth.domain.tokens import IssuedToken, TokenService
+from chittyauth.store import oauth as rows
+from chittyauth.store.protocol import AuditRecord
+from chittyauth.store.sqlite import SqliteStore, SqliteTransaction
+
+CODE_PREFIX = "ac_"
+REFRESH_PREFIX = "rt_"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+USER_TOKEN_USES = ("portal", "user")
+_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+MAX_STATE = 512
+MAX_CODE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """An OAuth authorization request (RFC 6749 §4.1.1 with PKCE and resource)."""
+
+    response_type: str
+    client_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    state: str
+    code_challenge: str
+    code_challenge_method: str
+    resources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """The answer to an approved authorization request."""
+
+    code: str
+    redirect_url: str
+    state: str
+    iss: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a grant issued: an access token and, where allowed, a rotated refresh token."""
+
+    access: IssuedToken
+    refresh_token: str = ""
+    issued_token_type: str = ""
+
+
+def pkce_s256(verifier: str) -> str:
+    """base64url(SHA-256(verifier)) without padding (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
+    """The redirect URI with ``params`` added to its query (keeping what it already has)."""
+    separator = "&" if "?" in redirect_uri else "?"
+    return f"{redirect_uri}{separator}{urlencode(params)}"
+
+
+class OAuthFlows:
+    """Authorize, and the authorization_code, refresh_token and token-exchange grants."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        tokens: TokenService,
+        clients: ClientRegistry,
+        config: TokenConfig,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._clients = clients
+        self._config = config
+        self._clock = clock
+
+    # -- authorize ------------------------------------------------------------------------
+
+    def check_request(self, request: AuthorizationRequest) -> ClientRecord:
+        """Checks the client and redirect URI first: only then may errors be redirected.
+
+        Raises:
+            InvalidRequest: unknown client or unregistered redirect URI (never redirect these).
+        """
+        client = self._clients.get(request.client_id)
+        if client is None:
+            raise InvalidRequest("unknown client_id", reason="UNKNOWN_CLIENT")
+        self._clients.check_redirect_uri(client, request.redirect_uri)
+        return client
+
+    async def authorize(
+        self, user: Principal, request: AuthorizationRequest, *, request_id: str = ""
+    ) -> Authorization:
+        """Approves ``request`` for ``user`` (consent given) and returns the code.
+
+        Raises:
+            PermissionDenied: the caller is not a signed-in person.
+            InvalidRequest / UnauthorizedClient / InvalidScope: the request is not acceptable.
+        """
+        client = self.check_request(request)
+        try:
+            if user.token_use not in USER_TOKEN_USES or not user.chitty_id:
+                raise PermissionDenied(
+                    "authorization needs a signed-in person", reason="NOT_A_USER"
+                )
+            if request.response_type != "code":
+                raise InvalidRequest(
+                    "response_type must be code", reason="UNSUPPORTED_RESPONSE_TYPE"
+                )
+            if "authorization_code" not in client.grant_types:
+                raise UnauthorizedClient("this client may not use the authorization code flow")
+            if request.code_challenge_method != "S256":
+                raise InvalidRequest(
+                    "PKCE with code_challenge_method S256 is required", reason="PKCE_REQUIRED"
+                )
+            if not _CHALLENGE.match(request.code_challenge):
+                raise InvalidRequest(
+                    "code_challenge must be 43 base64url characters", reason="PKCE_REQUIRED"
+                )
+            if len(request.state) > MAX_STATE:
+                raise InvalidRequest(f"state is longer than {MAX_STATE} characters")
+            scopes = self._clients.check_scopes(client, request.scopes)
+            resources = checked_resources(request.resources)
+        except DomainError as refusal:
+            await self._audit(user.chitty_id or user.subject, client.client_id, "oauth.authorize",
+                              refusal, request_id)  # fmt: skip
+            raise
+        code = ids.new_secret(CODE_PREFIX)
+        async with self._store.transaction() as tx:
+            expires_at = tx.now + self._config.code_ttl_s
+            await rows.insert_code(
+                tx,
+                rows.CodeRow(
+                    code_hash=ids.secret_hash(code),
+                    client_id=client.client_id,
+                    subject=user.chitty_id,
+                    chitty_id=user.chitty_id,
+                    session_id=user.session_id,
+                    redirect_uri=request.redirect_uri,
+                    scopes=scopes,
+                    resources=resources,
+                    code_challenge=request.code_challenge,
+                    family_id=ids.new_id("fam"),
+                    created_at=tx.now,
+                    expires_at=expires_at,
+                ),
+            )
+            await rows.record_consent(tx, user.chitty_id, client.client_id, scopes)
+            await tx.audit(
+                AuditRecord(
+                    actor=user.chitty_id,
+                    subject=user.chitty_id,
+                    action="oauth.authorized",
+                    outcome="success",
+                    resource=client.client_id,
+                    request_id=request_id,
+                    attributes={"scope": " ".join(scopes), "code": ids.secret_hash(code)[:12]},
+                )
+            )
+        params = {"code": code, "iss": self._config.issuer}
+        if request.state:
+            params["state"] = request.state
+        return Authorization(
+            code=code,
+            redirect_url=redirect_with(request.redirect_uri, params),
+            state=request.state,
+            iss=self._config.issuer,
+            expires_at=expires_at,
+        )
+
+    # -- client authentication ------------------------------------------------------------
+
+    def authenticate_client(self, client_id: str, client_secret: str) -> ClientRecord:
+        """A confidential client by its secret, or a public client by its id alone.
+
+        Raises:
+            InvalidClient: one message for every failure.
+        """
+        client = self._clients.get(client_id)
+        if client is not None and not client.confidential and not client_secret:
+            return client
+        return self._clients.authenticate(client_id, client_secret)
+
+    # -- authorization_code ---------------------------------------------------------------
+
+    async def exchange_code(
+        self,
+        client_id: str,
+        client_secret: str,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str,
+        *,
+        request_id: str = "",
+    ) -> TokenGrant:
+        """Redeems a code once: access token (+ refresh token when the client may refresh).
+
+        Raises:
+            InvalidClient, InvalidGrant (bad, expired, replayed or foreign code, wrong
+            redirect_uri, PKCE mismatch), UnauthorizedClient.
+        """
+        try:
+            client = self.authenticate_client(client_id, client_secret)
+            if "authorization_code" not in client.grant_types:
+                raise UnauthorizedClient("this client may not use the authorization code flow")
+            if not code or len(code) > MAX_CODE or not ids.has_valid_checksum(code, CODE_PREFIX):
+                raise InvalidGrant("the authorization code is not valid")
+        except DomainError as refusal:
+            await self._audit(client_id[:128], client_id[:128], "oauth.code", refusal, request_id)
+            raise
+        code_hash = ids.secret_hash(code)
+        failure: DomainError | None = None
+        async with self._store.transaction() as tx:
+            row = await rows.code_by_hash(tx, code_hash)
+            if row is None:
+                failure = InvalidGrant("the authorization code is not valid")
+            elif row.client_id != client.client_id:
+                failure = InvalidGrant("the authorization code was issued to another client")
+            elif not await rows.mark_code_used(tx, code_hash):
+                # A replay: whoever holds this code may be an attacker, so everything issued
+                # from it dies (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
+                until = max(await rows.family_expiry(tx, row.family_id), tx.now) + 1
+                until = max(until, tx.now + self._tokens.max_lifetime())
+                await self._tokens.revoke_family(tx, row.family_id, until)
+                await tx.audit(
+                    AuditRecord(client.client_id, row.chitty_id, "oauth.code_replayed",
+                                "failure", row.family_id, request_id)
+                )  # fmt: skip
+                failure = InvalidGrant("the authorization code was already used")
+            elif tx.now > row.expires_at:
+                failure = InvalidGrant("the authorization code has expired")
+            elif row.redirect_uri != redirect_uri:
+                failure = InvalidGrant("redirect_uri does not match the authorization request")
+            elif not _VERIFIER.match(code_verifier) or not hmac.compare_digest(
+                pkce_s256(code_verifier), row.code_challenge
+            ):
+                failure = InvalidGrant("the PKCE code_verifier does not match")
+            if failure is not None:
+                await tx.audit(
+                    AuditRecord(client.client_id, row.chitty_id if row else "unknown",
+                                "oauth.code", "failure", client.client_id, request_id,
+                                {"reason": failure.message})
+                )  # fmt: skip
+            else:
+                assert row is not None
+                return await self._issue_pair(
+                    tx, client, row.chitty_id, row.session_id, row.scopes, row.resources,
+                    row.family_id, "authorization_code", request_id,
+                )  # fmt: skip
+        raise failure
+
+    # -- refresh_token --------------------------------------------------------------------
+
+    async def refresh(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        scopes: Sequence[str],
+        *,
+        request_id: str = "",
+    ) -> TokenGrant:
+        """Rotates a refresh token; a replay after the grace window revokes its family.
+
+        Raises:
+            InvalidClient, InvalidGrant, InvalidScope (asking for more than was granted).
+        """
+        try:
+            client = self.authenticate_client(client_id, client_secret)
+            if "refresh_token" not in client.grant_types:
+                raise UnauthorizedClient("this client may not use refresh tokens")
+            if len(refresh_token) > MAX_CODE or not ids.has_valid_checksum(
+                refresh_token, REFRESH_PREFIX
+            ):
+                raise InvalidGrant("the refresh token is not valid")
+        except DomainError as refusal:
+            await self._audit(client_id[:128], client_id[:128], "oauth.refresh", refusal,
+                              request_id)  # fmt: skip
+            raise
+        failure: DomainError | None = None
+        async with self._store.transaction() as tx:
+            row = await rows.refresh_by_hash(tx, ids.secret_hash(refresh_token))
+            if row is None or row.client_id != client.client_id:
+                failure = InvalidGrant("the refresh token is not valid")
+            elif row.family_id in self._tokens.revocations.family:
+                failure = InvalidGrant("the refresh token was revoked")
+            elif tx.now >= row.expires_at:
+                failure = InvalidGrant("the refresh token has expired")
+            elif row.used_at is not None and tx.now - row.used_at > self._config.refresh_grace_s:
+                until = max(row.expires_at, tx.now + self._tokens.max_lifetime()) + 1
+                await self._tokens.revoke_family(tx, row.family_id, until)
+                await tx.audit(
+                    AuditRecord(client.client_id, row.chitty_id, "oauth.refresh_replayed",
+                                "failure", row.family_id, request_id)
+                )  # fmt: skip
+                failure = InvalidGrant("the refresh token was already used")
+            else:
+                extra = [s for s in scopes if s not in row.scopes]
+                if extra:
+                    failure = InvalidScope(
+                        f"scope beyond the original grant: {' '.join(extra)[:200]}"
+                    )
+                else:
+                    if row.replaced_by:
+                        # A retry inside the grace window: the successor the client never
+                        # received must not stay usable.
+                        await rows.retire_refresh(tx, row.replaced_by)
+                    grant = await self._issue_pair(
+                        tx, client, row.chitty_id, row.session_id, tuple(scopes) or row.scopes,
+                        row.resources, row.family_id, "refresh_token", request_id,
+                        parent_hash=row.token_hash,
+                    )  # fmt: skip
+                    return grant
+            await tx.audit(
+                AuditRecord(client.client_id, row.chitty_id if row else "unknown",
+                            "oauth.refresh", "failure", client.client_id, request_id,
+                            {"reason": failure.message})
+            )  # fmt: skip
+        raise failure
+
+    # -- token exchange -------------------------------------------------------------------
+
+    async def token_exchange(
+        self,
+        client_id: str,
+        client_secret: str,
+        subject_token: str,
+        subject_token_type: str,
+        actor_token: str,
+        actor_token_type: str,
+        audiences: Sequence[str],
+        resources: Sequence[str],
+        scopes: Sequence[str],
+        *,
+        request_id: str = "",
+    ) -> TokenGrant:
+        """RFC 8693: a narrower token for another audience, optionally with an actor.
+
+        Raises:
+            InvalidClient, UnauthorizedClient, InvalidRequest (token types), InvalidGrant
+            (subject or actor token not active), InvalidScope (escalation).
+        """
+        try:
+            client = self._clients.authenticate(client_id, client_secret)
+            if TOKEN_EXCHANGE_GRANT not in client.grant_types:
+                raise UnauthorizedClient("this client may not use token exchange")
+            if subject_token_type != ACCESS_TOKEN_TYPE:
+                raise InvalidRequest("subject_token_type must be the access_token type")
+            subject = self._tokens.validate(subject_token)
+            if not subject.active or subject.kind != "access_token":
+                raise InvalidGrant("the subject_token is not active")
+            actor_claims = None
+            if actor_token:
+                if actor_token_type != ACCESS_TOKEN_TYPE:
+                    raise InvalidRequest("actor_token_type must be the access_token type")
+                actor = self._tokens.validate(actor_token)
+                if not actor.active or actor.kind != "access_token":
+                    raise InvalidGrant("the actor_token is not active")
+                actor_claims = actor.claims
+            granted = tuple(str(subject.claims.get("scope", "")).split())
+            extra = [s for s in scopes if s not in granted]
+            if extra:
+                raise InvalidScope(f"scope beyond the subject token: {' '.join(extra)[:200]}")
+            audience = checked_resources([*audiences, *resources])
+        except DomainError as refusal:
+            await self._audit(client_id[:128], client_id[:128], "oauth.token_exchange",
+                              refusal, request_id)  # fmt: skip
+            raise
+        claims = subject.claims
+        remaining = int(float(claims["exp"]) - self._clock.now())
+        act = None
+        if actor_claims is not None:
+            act = {"sub": str(actor_claims.get("sub", ""))}
+            if actor_claims.get("client_id"):
+                act["client_id"] = str(actor_claims["client_id"])
+        async with self._store.transaction() as tx:
+            issued = await self._tokens.issue(
+                tx,
+                subject=str(claims["sub"]),
+                client_id=client.client_id,
+                token_use="exchange",
+                scopes=tuple(scopes) or granted,
+                audience=audience,
+                session_id=str(claims.get("sid", "")),
+                chitty_id=str(claims.get("chitty_id", "")),
+                ttl_s=max(1, min(remaining, self._config.access_ttl_s)),
+                act=act,
+                family_id=str(claims.get("fam", "")),
+            )
+            await tx.audit(
+                AuditRecord(client.client_id, str(claims["sub"]), "token.issued", "success",
+                            issued.jti, request_id,
+                            {"grant": "token_exchange", "scope": " ".join(issued.scopes)})
+            )  # fmt: skip
+        return TokenGrant(issued, "", ACCESS_TOKEN_TYPE)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _issue_pair(
+        self,
+        tx: SqliteTransaction,
+        client: ClientRecord,
+        chitty_id: str,
+        session_id: str,
+        scopes: tuple[str, ...],
+        resources: tuple[str, ...],
+        family_id: str,
+        grant: str,
+        request_id: str,
+        parent_hash: str = "",
+    ) -> TokenGrant:
+        access = await self._tokens.issue(
+            tx,
+            subject=chitty_id,
+            client_id=client.client_id,
+            token_use="linked_app",
+            scopes=scopes,
+            audience=resources,
+            session_id=session_id,
+            chitty_id=chitty_id,
+            family_id=family_id,
+        )
+        refresh = ""
+        if "refresh_token" in client.grant_types:
+            refresh = ids.new_secret(REFRESH_PREFIX)
+            refresh_hash = ids.secret_hash(refresh)
+            await rows.insert_refresh(
+                tx,
+                rows.RefreshRow(
+                    token_hash=refresh_hash,
+                    family_id=family_id,
+                    client_id=client.client_id,
+                    subject=chitty_id,
+                    chitty_id=chitty_id,
+                    session_id=session_id,
+                    scopes=scopes,
+                    resources=resources,
+                    created_at=tx.now,
+                    expires_at=tx.now + self._config.refresh_ttl_s,
+                ),
+            )
+            if parent_hash:
+                await rows.mark_refresh_used(tx, parent_hash, refresh_hash)
+        await tx.audit(
+            AuditRecord(client.client_id, chitty_id, "token.issued", "success", access.jti,
+                        request_id, {"grant": grant, "scope": " ".join(scopes),
+                                     "family": family_id})
+        )  # fmt: skip
+        return TokenGrant(access, refresh)
+
+    async def _audit(
+        self, actor: str, subject_or_client: str, action: str, refusal: DomainError,
+        request_id: str,
+    ) -> None:  # fmt: skip
+        async with self._store.transaction() as tx:
+            await tx.audit(
+                AuditRecord(actor or "unknown", actor or "unknown", action, "failure",
+                            subject_or_client, request_id, {"reason": refusal.reason})
+            )  # fmt: skip

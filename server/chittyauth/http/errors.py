@@ -1,0 +1,205 @@
+"""The one place that renders errors as HTTP responses, in the shape each route speaks.
+
+- OAuth routes (``/token``, ``/introspect``, ``/revoke``): RFC 6749 §5.2 JSON
+  ``{"error", "error_description"}`` with ``Cache-Control: no-store``; 400 unless the error
+  says otherwise (401 ``invalid_client`` / ``invalid_token`` with a ``WWW-Authenticate``
+  challenge, 403 ``insufficient_scope``, 429, 503, and the transport refusals 405/413/415).
+- Every other route: google.rpc.Status JSON, exactly as the transcoder answers (the details
+  come from ``rpc/errors.status_for``, the HTTP status from the error).
+- The legacy validate routes: their historical ``{"valid": false, "error"}`` shape.
+
+Also here: the shim's own transport refusals (body too large, wrong content type, method not
+allowed) as domain errors, so a handler can raise them like any other refusal, and the bounded
+body reader that raises them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from chittyauth.domain.errors import (
+    DomainError,
+    InvalidClient,
+    InvalidRequest,
+    PermissionDenied,
+    Unauthenticated,
+)
+from chittyauth.http import status as rpc_http
+from chittyauth.rpc.errors import status_for
+
+JSON_CONTENT_TYPE = "application/json"
+# RFC 6749 §5.1: token and error responses must not be cached.
+NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+REALM = "chittyauth"
+MAX_DESCRIPTION_LENGTH = 500
+# Statuses an OAuth error keeps; any other refusal is 400, as RFC 6749 §5.2 asks.
+_OAUTH_KEPT_STATUSES = frozenset({401, 403, 405, 413, 415, 429, 503})
+_INTERNAL_CODE = 13  # google.rpc.Code.INTERNAL
+
+# The request id the app's middleware assigns to every request (echoed as X-Request-Id).
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("chittyauth_request_id", str)
+
+
+def request_id_of(request: web.Request) -> str:
+    """The request id of ``request`` ('' outside the app's middleware)."""
+    return request.get(REQUEST_ID, "")
+
+
+class ErrorStyle(enum.Enum):
+    """How a route renders its errors."""
+
+    STATUS = "status"  # google.rpc.Status JSON (transcoded and plain JSON routes)
+    OAUTH = "oauth"  # RFC 6749 §5.2
+    LEGACY = "legacy"  # {"valid": false, "error"} of the historical validate routes
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than ``[http] max_body_bytes`` (HTTP 413)."""
+
+    reason = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The request body is not of the content type the route reads (HTTP 415)."""
+
+    reason = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
+class MethodNotAllowed(InvalidRequest):
+    """The route exists but not for this HTTP method (HTTP 405 with ``Allow``)."""
+
+    grpc_code = "UNIMPLEMENTED"
+    reason = "METHOD_NOT_ALLOWED"
+    http_status = 405
+
+    def __init__(self, method: str, path: str, allow: str) -> None:
+        super().__init__(f"{method[:16]} is not allowed on {path[:200]}; allowed: {allow}")
+        self.allow = allow
+
+
+def render(error: DomainError, style: ErrorStyle, *, auth_scheme: str = "") -> web.Response:
+    """The response for a refusal, in the route's style.
+
+    Args:
+        error: What the handler (or the domain below it) refused.
+        style: The route's error style.
+        auth_scheme: ``basic``, ``bearer`` or ``""``: how the caller tried to authenticate;
+            chooses the ``WWW-Authenticate`` challenge of an OAuth 401.
+    """
+    if style is ErrorStyle.OAUTH:
+        response = oauth_error(error, auth_scheme=auth_scheme)
+    elif style is ErrorStyle.LEGACY:
+        response = json_response(
+            {"valid": False, "error": error.message, "reason": error.reason},
+            status=error.http_status,
+        )
+    else:
+        _, status = status_for(error)
+        response = json_response(rpc_http.status_json(status), status=error.http_status)
+    if isinstance(error, MethodNotAllowed):
+        response.headers["Allow"] = error.allow
+    if error.retry_after is not None and error.retry_after >= 0:
+        # Whole seconds, rounded up so a client never retries early.
+        response.headers["Retry-After"] = str(math.ceil(error.retry_after))
+    return response
+
+
+def oauth_error(error: DomainError, *, auth_scheme: str = "") -> web.Response:
+    """RFC 6749 §5.2 error JSON (RFC 6750 §3 codes when the caller presented a bearer token)."""
+    code = error.oauth_error
+    bearer = auth_scheme == "bearer"
+    if bearer and isinstance(error, Unauthenticated):
+        code = "invalid_token"
+    elif bearer and isinstance(error, PermissionDenied):
+        code = "insufficient_scope"
+    status = error.http_status if error.http_status in _OAUTH_KEPT_STATUSES else 400
+    description = oauth_description(error.message)
+    headers = dict(NO_STORE)
+    if status == 401 or (bearer and status == 403):
+        if bearer:
+            headers["WWW-Authenticate"] = (
+                f'Bearer realm="{REALM}", error="{code}", error_description="{description}"'
+            )
+        elif isinstance(error, InvalidClient | Unauthenticated):
+            # RFC 6749 §5.2: a client that tried Basic must be told how to authenticate;
+            # RFC 7235 §3.1 asks for a challenge on every 401, so the others get it too.
+            headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    return json_response(
+        {"error": code, "error_description": description}, status=status, headers=headers
+    )
+
+
+def oauth_description(message: str) -> str:
+    """``message`` cut to the characters RFC 6749 §5.2 allows in ``error_description``."""
+    allowed = []
+    for char in message[:MAX_DESCRIPTION_LENGTH]:
+        if char == '"':
+            allowed.append("'")
+        elif char == "\\" or not 0x20 <= ord(char) <= 0x7E:
+            allowed.append("?")
+        else:
+            allowed.append(char)
+    return "".join(allowed)
+
+
+def internal_error(style: ErrorStyle, request_id: str) -> web.Response:
+    """500 that says nothing but the request id (the details are in the log)."""
+    message = f"internal error (request id {request_id})"
+    if style is ErrorStyle.OAUTH:
+        return json_response(
+            {"error": "server_error", "error_description": message},
+            status=500,
+            headers=NO_STORE,
+        )
+    if style is ErrorStyle.LEGACY:
+        return json_response({"valid": False, "error": message}, status=500)
+    return json_response({"code": _INTERNAL_CODE, "message": message, "details": []}, status=500)
+
+
+def json_response(
+    body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Compact UTF-8 JSON."""
+    return web.Response(
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        status=status,
+        content_type=JSON_CONTENT_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, refusing one larger than ``limit`` bytes before reading it all.
+
+    Raises:
+        PayloadTooLarge: by ``Content-Length`` or while reading a chunked body.
+    """
+    too_large = PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def require_content_type(request: web.Request, expected: str) -> None:
+    """Refuses a body that is not ``expected`` in UTF-8 (the charset may be omitted).
+
+    Raises:
+        UnsupportedMediaType: naming what was sent.
+    """
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != expected or charset not in ("utf-8", "utf8"):
+        sent = request.headers.get("Content-Type", "no content type")[:100]
+        raise UnsupportedMediaType(f"request body must be {expected} (UTF-8), not {sent}")

@@ -1,0 +1,126 @@
+"""A linked app registered through ClientService, and a signed-in person to authorize it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+from grpc import aio
+
+from chitty.auth.v1 import client_pb2, client_service_pb2, client_service_pb2_grpc
+from chittyauth.app import Server
+from chittyauth.clock import FakeClock
+from chittyauth.config import Config, TokenConfig, replace
+from tests.conftest import bearer
+
+USER = "AB-C-PEO-1234-P-56-H-7"
+REDIRECT = "https://app.example/callback"
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+async def register(
+    channel: aio.Channel,
+    admin: str,
+    *,
+    redirect_uris: tuple[str, ...] = (REDIRECT,),
+    scopes: tuple[str, ...] = ("mcp:read", "mcp:write", "cross_sync"),
+    public: bool = False,
+    name: str = "Linked App",
+) -> App:
+    stub = client_service_pb2_grpc.ClientServiceStub(channel)
+    reply = await stub.CreateClient(
+        client_service_pb2.CreateClientRequest(
+            client=client_pb2.Client(
+                display_name=name,
+                kind=client_pb2.CLIENT_KIND_LINKED_APP,
+                confidential=not public,
+                redirect_uris=redirect_uris,
+                allowed_scopes=scopes,
+                grant_types=[
+                    client_pb2.GRANT_TYPE_AUTHORIZATION_CODE,
+                    client_pb2.GRANT_TYPE_REFRESH_TOKEN,
+                    client_pb2.GRANT_TYPE_TOKEN_EXCHANGE,
+                ],
+                token_endpoint_auth_method=(
+                    client_pb2.TOKEN_ENDPOINT_AUTH_METHOD_NONE
+                    if public
+                    else client_pb2.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_BASIC
+                ),
+            )
+        ),
+        metadata=bearer(admin),
+    )
+    return App(reply.client.client_id, reply.client_secret, redirect_uris[0])
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(time.time())
+
+
+@pytest.fixture
+def oauth_config(config: Config) -> Config:
+    return replace(config, tokens=TokenConfig(refresh_grace_s=5, code_ttl_s=60))
+
+
+@pytest.fixture
+async def oauth_server(oauth_config: Config, clock: FakeClock) -> AsyncIterator[Server]:
+    srv = Server(oauth_config, clock=clock)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop(grace=0.5)
+
+
+@pytest.fixture
+async def oauth_channel(oauth_server: Server) -> AsyncIterator[aio.Channel]:
+    async with aio.insecure_channel(oauth_server.grpc_target) as chan:
+        yield chan
+
+
+@pytest.fixture
+def mint(oauth_server: Server) -> Callable[..., Awaitable[str]]:
+    async def make(**kw: object) -> str:
+        async with oauth_server.store.transaction() as tx:
+            issued = await oauth_server.tokens.issue(tx, **kw)  # type: ignore[arg-type]
+        return issued.token
+
+    return make
+
+
+@pytest.fixture
+async def admin(mint: Callable[..., Awaitable[str]]) -> str:
+    return await mint(
+        subject="ops", client_id="ops", token_use="service", scopes=("chittyauth:admin",)
+    )
+
+
+@pytest.fixture
+async def user_token(mint: Callable[..., Awaitable[str]]) -> str:
+    return await mint(
+        subject=USER, chitty_id=USER, client_id="chittyauth-portal", token_use="portal",
+        scopes=(), session_id="ses_test",
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def app(oauth_channel: aio.Channel, admin: str) -> App:
+    return await register(oauth_channel, admin)
