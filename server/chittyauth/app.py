@@ -24,6 +24,8 @@ from chittyauth.domain.keys import KeyEncryptionKeyError
 from chittyauth.domain.oauth import OAuthFlows
 from chittyauth.domain.revocation import CHANGE_KIND as REVOCATION_CHANGE
 from chittyauth.domain.tokens import TokenService
+from chittyauth.http.app import HttpShim
+from chittyauth.http.metrics import Metrics
 from chittyauth.rpc.audit import AuditServicer
 from chittyauth.rpc.auth_service import AuthServicer
 from chittyauth.rpc.health import NOT_SERVING, SERVING, Health
@@ -37,6 +39,7 @@ from chittyauth.store.tokens import live_revocations
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+AUTH_SERVICE = "chitty.auth.v1.AuthService"
 
 # What each not-yet-built service's UNIMPLEMENTED message points at.
 _ARRIVES_WITH = {
@@ -67,6 +70,11 @@ class Server:
         )
         self.health = Health()
         self.grpc_port = 0
+        # The HTTP shim (when [http] enabled) and its port, known after start().
+        self.http: HttpShim | None = None
+        self.http_port = 0
+        # Per instance, so two servers in one process never share counts.
+        self.metrics = Metrics()
         self._extra_services = extra_services
         self._grpc: aio.Server | None = None
         self._stopped = asyncio.Event()
@@ -95,6 +103,9 @@ class Server:
         for spec in ALL_SERVICES:
             await self.health.set(spec.full_name, SERVING)
         await self.health.set("", SERVING)
+        if self.config.http.enabled:
+            self.http = HttpShim(self)
+            self.http_port = await self.http.start(self.config.http.host, self.config.http.port)
         log.info("serving", extra={"grpc": self.grpc_target})
 
     async def stop(self, grace: float | None = None) -> None:
@@ -110,6 +121,8 @@ class Server:
         revocation_hub = getattr(self, "revocation_hub", None)
         if revocation_hub is not None:
             revocation_hub.close()  # end WatchRevocations streams likewise
+        if self.http is not None:
+            await self.http.stop()  # before gRPC: it calls the gRPC port until it is done
         if self._grpc is not None:
             await self._grpc.stop(grace)
         key_schedule = getattr(self, "_key_schedule", None)
@@ -120,6 +133,12 @@ class Server:
         if session_sweeper is not None:
             session_sweeper.cancel()
             await asyncio.gather(session_sweeper, return_exceptions=True)
+        authority_probe = getattr(self, "_authority_probe", None)
+        if authority_probe is not None:
+            authority_probe.cancel()
+            await asyncio.gather(authority_probe, *self._health_tasks, return_exceptions=True)
+            await self.authority.close()
+            await self.access.close()
         await self.feed.stop()
         await self.store.close()
         self._stopped.set()
@@ -135,7 +154,7 @@ class Server:
     def _build_grpc(self) -> aio.Server:
         grpc_config = self.config.grpc
         server = aio.server(
-            interceptors=[CallInterceptor()],
+            interceptors=[CallInterceptor(self.metrics.observe_rpc)],
             options=[
                 ("grpc.max_send_message_length", grpc_config.max_message_bytes),
                 ("grpc.max_receive_message_length", grpc_config.max_message_bytes),
@@ -243,6 +262,57 @@ class Server:
             self.sessions.run_sweeper(), name="session-sweeper"
         )
 
+        # Identity sources: the ChittyID authority (fail closed; its availability drives the
+        # AuthService health status) and Cloudflare Access; then the people and MCP server
+        # logins, rate limits, and the PermissionService.
+        await self._build_identity()
+
+    async def _build_identity(self) -> None:
+        from chittyauth.domain.accounts import AccountLogins, IdentityFlows
+        from chittyauth.domain.permissions import PermissionRegistry
+        from chittyauth.domain.portal import McpServerLogins, PortalLogins
+        from chittyauth.domain.ratelimit import RateLimiter
+        from chittyauth.identity.access import AccessVerifier
+        from chittyauth.identity.authority import AuthorityClient
+        from chittyauth.rpc.permissions import PermissionServicer
+
+        self.authority = AuthorityClient(self.config.authority)
+        await self.authority.start()
+        self.access = AccessVerifier(self.config.portal, clock=self.clock.now)
+        await self.access.start()
+        self._health_tasks: set[asyncio.Task[None]] = set()
+
+        def on_availability(available: bool) -> None:
+            task = asyncio.get_running_loop().create_task(self.set_serving(AUTH_SERVICE, available))
+            self._health_tasks.add(task)
+            task.add_done_callback(self._health_tasks.discard)
+
+        self.authority.add_listener(on_availability)
+        self._authority_probe = asyncio.create_task(self._probe_authority(), name="authority-probe")
+        self.identity = IdentityFlows(
+            portal=PortalLogins(
+                self.store, self.tokens, self.sessions, self.authority, self.access,
+                portal_url=self.config.portal.portal_url,
+            ),
+            accounts=AccountLogins(
+                self.store, self.tokens, self.sessions, self.authority,
+                self.config.rate_limits, self.clock,
+            ),
+            mcp_servers=McpServerLogins(self.store, self.tokens, self.clients, self.authority),
+            limiter=RateLimiter(self.config.rate_limits, self.clock),
+        )  # fmt: skip
+        self.servicers["AuthService"].identity = self.identity
+        self.permissions = PermissionRegistry(self.store, self.authority, self.clock)
+        self.servicers["PermissionService"] = PermissionServicer(self.permissions, self.tokens)
+
+    async def _probe_authority(self) -> None:
+        """Probes the authority and keeps AuthService health in step (also after start)."""
+        while True:
+            await self.authority.check_health()
+            if self._grpc is not None:
+                await self.set_serving(AUTH_SERVICE, self.authority.available)
+            await asyncio.sleep(self.config.authority.health_probe_interval_s)
+
     def _servicer_for(self, spec: ServiceSpec) -> Any:
         name = spec.descriptor.name
         servicer = self.servicers.get(name)
@@ -263,11 +333,11 @@ async def serve(config: Config) -> int:
         await server.start()
     except KeyEncryptionKeyError as exc:
         log.error("cannot start", extra={"error": str(exc)})
-        await server.store.close()
+        await server.stop(grace=0)
         return 2
     except (OSError, grpc.RpcError, DomainError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
-        await server.store.close()
+        await server.stop(grace=0)
         return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

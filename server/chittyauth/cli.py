@@ -1,4 +1,4 @@
-"""The ``chittyauth`` command: serve, migrate, version, dev, dev-authority."""
+"""The ``chittyauth`` command: serve, migrate, version, dev, dev-authority, mcp."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chittyauth import __version__
-from chittyauth.config import Config, ConfigError, load_config
+from chittyauth.config import Config, ConfigError, load_config, replace
 
 log = logging.getLogger("chittyauth")
 
@@ -39,11 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
         "dev", help="run the dev identity authority and the server on local defaults"
     )
     dev.add_argument("--authority-port", type=int, default=8090)
+    clients = commands.add_parser("clients", help="create an OAuth client in the database")
+    clients.add_argument("action", choices=["create"])
+    clients.add_argument("--name", required=True, help="display name")
+    clients.add_argument("--client-id", default="", help="client id (default: generated)")
+    clients.add_argument(
+        "--kind", default="service", choices=["service", "linked_app", "mcp_server"]
+    )
+    clients.add_argument("--scope", action="append", default=[], help="allowed scope")
+    clients.add_argument(
+        "--admin", action="store_true", help="an admin client (scope chittyauth:admin)"
+    )
     keys = commands.add_parser("keys", help="list or rotate signing keys")
     keys.add_argument("action", choices=["list", "rotate"])
     keys.add_argument("--algorithm", choices=["ES256", "EdDSA", "RS256", "HS256"])
     audit = commands.add_parser("audit", help="verify or export the audit log")
     audit.add_argument("action", choices=["verify", "export"])
+    mcp = commands.add_parser("mcp", help="run the MCP agent (stdio, or --http)")
+    mcp.add_argument("--http", action="store_true", help="serve streamable HTTP, not stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP listen address")
+    mcp.add_argument("--port", type=int, default=8765, help="HTTP port (path /mcp)")
     commands.add_parser(
         "dev-authority",
         help="run the development ChittyID authority and Access issuer",
@@ -65,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "mcp":
+        # The agent is a client of the service: it reads CHITTYAUTH_MCP_*, not the config.
+        return _mcp(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -79,6 +97,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_migrate(config))
     if args.command == "dev":
         return _dev(args, config)
+    if args.command == "clients":
+        from chittyauth.clients_cli import clients_create
+
+        return _run(
+            clients_create(
+                config,
+                client_id=args.client_id,
+                name=args.name,
+                kind=args.kind,
+                scopes=tuple(args.scope),
+                admin=args.admin,
+            )
+        )
     if args.command == "keys":
         from chittyauth import keys_cli
 
@@ -128,8 +159,34 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    from chittyauth.mcp.service import AgentConfigError, AgentSettings
+
+    # stdout carries the MCP protocol in stdio mode: logs go to stderr only.
+    logging.basicConfig(level=args.log_level or "WARNING", stream=sys.stderr)
+    try:
+        settings = AgentSettings.from_env()
+    except AgentConfigError as exc:
+        print(f"chittyauth: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from chittyauth.mcp import agent
+
+    if args.http:
+        return _run(agent.run_http(settings, args.host, args.port))
+    return _run(agent.run_stdio(settings))
+
+
+DEV_CLIENTS_FILE = Path("config/dev-clients.toml")
+
+
 def _dev(args: argparse.Namespace, config: Config) -> int:
-    """Starts the dev authority as a child process, then serves until interrupted."""
+    """Starts the dev authority as a child process, then serves until interrupted.
+
+    Unless a clients file is configured, the development one registers the platform's MCP
+    servers and a local admin client (its secret is written beside the database).
+    """
+    if not config.clients_file and DEV_CLIENTS_FILE.exists():
+        config = replace(config, clients_file=str(DEV_CLIENTS_FILE))
     port_file = Path(tempfile.mkdtemp(prefix="chittyauth-dev-")) / "port"
     authority = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
         [

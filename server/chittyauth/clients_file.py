@@ -28,7 +28,12 @@ from chittyauth.domain.clients import (
     ClientSpec,
     check_client_id,
 )
-from chittyauth.domain.errors import DomainError, FailedPrecondition, InvalidClient
+from chittyauth.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +209,10 @@ async def apply_clients_file(
         "clients file applied",
         extra={
             "path": str(path),
-            "created": len(created),
-            "updated": len(updated),
-            "unchanged": len(unchanged),
-            "skipped": len(skipped),
+            "clients_created": len(created),
+            "clients_updated": len(updated),
+            "clients_unchanged": len(unchanged),
+            "clients_skipped": len(skipped),
         },
     )
     return result
@@ -236,6 +241,10 @@ async def _create(
             secret=secret,
             keep_secret=None if secret is not None else _writer(secrets_dir),
         )
+    except AlreadyExists:
+        # Another replica created it a moment ago from the same file: nothing left to do.
+        log.info("clients file entry created elsewhere", extra={"client_id": entry.client_id})
+        return False
     except FailedPrecondition as exc:
         if exc.reason != "CLIENT_ID_RECENTLY_DELETED":
             raise

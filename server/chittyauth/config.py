@@ -221,7 +221,15 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
 
 
 # Environment variables with the prefix that are not settings (used by tools and the CLI).
-_NON_SETTING_ENV = frozenset({"CHITTYAUTH_CONFIG"})
+_NON_SETTING_ENV = frozenset(
+    {
+        "CHITTYAUTH_CONFIG",
+        # The MCP agent's own credentials (chittyauth.mcp), read by `chittyauth mcp`.
+        "CHITTYAUTH_MCP_CLIENT_ID",
+        "CHITTYAUTH_MCP_CLIENT_SECRET",
+        "CHITTYAUTH_MCP_TARGET",
+    }
+)
 
 
 class _EnvValue(str):

@@ -169,3 +169,20 @@ async def test_audit_rows_cannot_be_updated_through_sql(tmp_path: Path) -> None:
             raw.execute("UPDATE audit_events SET actor = 'x'")
     finally:
         raw.close()
+
+
+async def test_two_processes_extend_one_audit_chain(tmp_path: Path) -> None:
+    """A second store on the same file (the CLI beside a live server) keeps the chain whole."""
+    db = tmp_path / "a.db"
+    first = await open_store(db)
+    second = await open_store(db)
+    try:
+        for store in (first, second, first, second):
+            async with store.transaction() as tx:
+                await tx.audit(AuditRecord("system", "s", "test.write", "success"))
+        result = await first.verify_audit_log()
+        assert result.valid
+        assert result.checked == 4
+    finally:
+        await first.close()
+        await second.close()

@@ -85,7 +85,7 @@ def rows(server: Server, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
 def session_snapshot(server: Server) -> list[list[tuple[Any, ...]]]:
     """Everything session-related in the database (to prove nothing changed)."""
     return [
-        rows(server, f"SELECT * FROM {table} ORDER BY 1, 2")  # noqa: S608
+        rows(server, f"SELECT * FROM {table} ORDER BY 1, 2")
         for table in ("sessions", "session_devices", "session_servers", "session_states")
     ] + [rows(server, "SELECT seq, kind FROM changes WHERE kind LIKE 'session.%'")]
 

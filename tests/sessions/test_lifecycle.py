@@ -194,6 +194,4 @@ class TestAbsoluteLifetime:
         with pytest.raises(aio.AioRpcError) as caught:
             await sync(stub, owner, name=session.name)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert rows(server, "SELECT status, end_reason FROM sessions") == [
-            ("expired", "lifetime")
-        ]
+        assert rows(server, "SELECT status, end_reason FROM sessions") == [("expired", "lifetime")]

@@ -45,7 +45,12 @@ async def test_sync_creates_a_session_then_updates_it(
     assert third.session.session_id == session.session_id
     assert [d.device_id for d in third.session.devices] == ["phone"]
 
-    kinds = [kind for (kind,) in rows(server, "SELECT kind FROM changes WHERE kind LIKE 'session.%' ORDER BY seq")]
+    kinds = [
+        kind
+        for (kind,) in rows(
+            server, "SELECT kind FROM changes WHERE kind LIKE 'session.%' ORDER BY seq"
+        )
+    ]
     assert kinds == [
         "session.created",
         "session.device_added",
@@ -96,7 +101,10 @@ async def test_no_token_is_unauthenticated(stub: Stub) -> None:
         ({"mcp_servers": [f"s{i}" for i in range(33)]}, "INVALID_MCP_SERVER"),
         ({"remove_device_ids": ["x" * 129]}, "INVALID_DEVICE"),
         ({"device": {"device_id": "d1"}}, "INVALID_DEVICE"),  # no client type
-        ({"device": {"device_id": "d1", "client_type": 2, "display_name": "a\nb"}}, "INVALID_DEVICE"),
+        (
+            {"device": {"device_id": "d1", "client_type": 2, "display_name": "a\nb"}},
+            "INVALID_DEVICE",
+        ),
         ({"device": {"device_id": "", "client_type": 2}}, "INVALID_DEVICE"),
     ],
 )
@@ -112,9 +120,7 @@ async def test_bad_input_is_invalid_argument(
     assert rows(server, "SELECT COUNT(*) FROM sessions") == [(0,)]
 
 
-async def test_a_device_moves_between_sessions_of_its_owner(
-    stub: Stub, user_token: Minter
-) -> None:
+async def test_a_device_moves_between_sessions_of_its_owner(stub: Stub, user_token: Minter) -> None:
     token = await user_token()
     one = (await sync(stub, token, device_id="laptop")).session
     two = (await sync(stub, token, device_id="phone")).session
@@ -146,9 +152,9 @@ class TestDeviceLimitRefuse:
         assert info.metadata["max_devices"] == "2"
         assert session_snapshot(server) == before
         failures = await audit_events(server, "session.sync")
-        assert [(e.outcome, e.attributes["reason"]) for e in failures if e.outcome == "failure"] == [
-            ("failure", "DEVICE_LIMIT")
-        ]
+        assert [
+            (e.outcome, e.attributes["reason"]) for e in failures if e.outcome == "failure"
+        ] == [("failure", "DEVICE_LIMIT")]
         # A device already attached is only refreshed: no new slot is needed.
         refreshed = await sync(stub, token, name=session.name, device_id="d1")
         assert len(refreshed.session.devices) == 2
@@ -181,9 +187,7 @@ class TestDeviceLimitEvict:
         )
         assert list(other.session.devices) == []
         evictions = await audit_events(server, "session.device.evict")
-        assert [(e.resource, e.attributes["device_id"]) for e in evictions] == [
-            (second.name, "d2")
-        ]
+        assert [(e.resource, e.attributes["device_id"]) for e in evictions] == [(second.name, "d2")]
         removed = rows(
             server,
             "SELECT key, payload FROM changes WHERE kind = 'session.device_removed'",

@@ -107,14 +107,14 @@ async def test_reconnecting_with_the_last_cursor_misses_nothing_and_repeats_noth
     got = [decode_cursor(e.cursor) for e in resumed]
     assert got == expected
     assert written >= 6
-    versions = [e.state_version for e in resumed if e.type == session_pb2.SESSION_EVENT_TYPE_STATE_CHANGED]
+    versions = [
+        e.state_version for e in resumed if e.type == session_pb2.SESSION_EVENT_TYPE_STATE_CHANGED
+    ]
     assert versions == list(range(versions[0], written + 1))
     assert [decode_cursor(e.cursor) for e in seen] == user_event_seqs(server)[: len(seen)]
 
 
-async def test_a_watcher_sees_only_its_owners_sessions(
-    stub: Stub, user_token: Minter
-) -> None:
+async def test_a_watcher_sees_only_its_owners_sessions(stub: Stub, user_token: Minter) -> None:
     mine = await user_token()
     theirs = await user_token(subject="CD-E-PEO-4321-P-65-J-8")
     call = watch(stub, mine)
@@ -161,7 +161,9 @@ class TestRetention:
         clock.advance(200)
         new = (await sync(stub, token, device_id="phone")).session.name
         await server.sessions.sweep_once()  # prunes the change log past its retention
-        assert user_event_seqs(server) == user_event_seqs(server, decode_cursor(old_events[1].cursor))
+        assert user_event_seqs(server) == user_event_seqs(
+            server, decode_cursor(old_events[1].cursor)
+        )
 
         stale = watch(stub, token, cursor=old_events[0].cursor)
         with pytest.raises(aio.AioRpcError) as caught:
@@ -223,9 +225,7 @@ async def test_many_watchers_share_one_subscription(
     assert server.sessions.hub.watcher_count == 0
 
 
-async def test_a_sid_only_stream_ends_with_its_session(
-    stub: Stub, user_token: Minter
-) -> None:
+async def test_a_sid_only_stream_ends_with_its_session(stub: Stub, user_token: Minter) -> None:
     owner = await user_token()
     session = (await sync(stub, owner, device_id="laptop")).session
     bound = await user_token(scopes=(), sid=session.session_id)

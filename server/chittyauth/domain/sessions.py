@@ -121,12 +121,14 @@ class SessionPolicy:
             idle_timeout_s=sessions.idle_timeout_s,
             absolute_lifetime_s=sessions.absolute_lifetime_s,
             max_state_bytes=sessions.max_state_bytes,
-            token_lifetime_s=max(
+            # A refresh token issued in the session can mint access tokens carrying its sid
+            # until the refresh token itself expires; each of those then lives its own TTL.
+            token_lifetime_s=tokens.refresh_ttl_s
+            + max(
                 tokens.access_ttl_s,
                 tokens.portal_ttl_s,
                 tokens.mcp_server_ttl_s,
                 tokens.service_ttl_s,
-                tokens.refresh_ttl_s,
             )
             + tokens.leeway_s,
             event_retention_s=sessions.event_retention_s,

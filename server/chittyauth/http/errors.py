@@ -25,7 +25,6 @@ from aiohttp import web
 
 from chittyauth.domain.errors import (
     DomainError,
-    InvalidClient,
     InvalidRequest,
     PermissionDenied,
     Unauthenticated,
@@ -48,7 +47,8 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("chittyauth_request_id", str)
 
 def request_id_of(request: web.Request) -> str:
     """The request id of ``request`` ('' outside the app's middleware)."""
-    return request.get(REQUEST_ID, "")
+    value = request.get(REQUEST_ID)
+    return value if isinstance(value, str) else ""
 
 
 class ErrorStyle(enum.Enum):
@@ -113,25 +113,20 @@ def render(error: DomainError, style: ErrorStyle, *, auth_scheme: str = "") -> w
 
 
 def oauth_error(error: DomainError, *, auth_scheme: str = "") -> web.Response:
-    """RFC 6749 §5.2 error JSON (RFC 6750 §3 codes when the caller presented a bearer token)."""
+    """RFC 6749 §5.2 error JSON; RFC 6750 §3 codes when a bearer token was refused."""
     code = error.oauth_error
-    bearer = auth_scheme == "bearer"
-    if bearer and isinstance(error, Unauthenticated):
-        code = "invalid_token"
-    elif bearer and isinstance(error, PermissionDenied):
-        code = "insufficient_scope"
     status = error.http_status if error.http_status in _OAUTH_KEPT_STATUSES else 400
     description = oauth_description(error.message)
     headers = dict(NO_STORE)
-    if status == 401 or (bearer and status == 403):
-        if bearer:
-            headers["WWW-Authenticate"] = (
-                f'Bearer realm="{REALM}", error="{code}", error_description="{description}"'
-            )
-        elif isinstance(error, InvalidClient | Unauthenticated):
-            # RFC 6749 §5.2: a client that tried Basic must be told how to authenticate;
-            # RFC 7235 §3.1 asks for a challenge on every 401, so the others get it too.
-            headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    if auth_scheme == "bearer" and isinstance(error, Unauthenticated | PermissionDenied):
+        code = "invalid_token" if isinstance(error, Unauthenticated) else "insufficient_scope"
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="{REALM}", error="{code}", error_description="{description}"'
+        )
+    elif status == 401:
+        # RFC 6749 §5.2: a client that tried Basic must be told how to authenticate;
+        # RFC 7235 §3.1 asks for a challenge on every 401, so the others get it too.
+        headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
     return json_response(
         {"error": code, "error_description": description}, status=status, headers=headers
     )

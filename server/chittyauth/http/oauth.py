@@ -4,9 +4,11 @@ They call the same domain functions the gRPC servicers call (``MachineGrants``,
 ``TokenService.validate``, ``revoke_token``) and never re-implement a rule. Errors are raised
 as domain errors and rendered as RFC 6749 JSON by the app's middleware (``http/errors.py``).
 
-The token endpoint dispatches on ``grant_type`` through a table; a grant whose domain exists
-registers its handler with :meth:`OAuthEndpoints.register_grant` (``client_credentials`` is
-built in), and ``grant_types_supported`` in the metadata follows that table.
+The token endpoint dispatches on ``grant_type`` through a table: ``client_credentials``
+(``MachineGrants``), and ``authorization_code``, ``refresh_token`` and RFC 8693 token exchange
+(``OAuthFlows``); another grant registers its handler with
+:meth:`OAuthEndpoints.register_grant`. ``grant_types_supported`` in the metadata follows the
+table, so it never advertises a grant that is not served.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from chittyauth.domain.errors import (
     UnsupportedGrantType,
 )
 from chittyauth.domain.grants import MachineGrants
+from chittyauth.domain.oauth import TOKEN_EXCHANGE_GRANT, OAuthFlows, TokenGrant
 from chittyauth.domain.tokens import TokenService
 from chittyauth.http.errors import (
     NO_STORE,
@@ -49,6 +52,8 @@ AUTH_BASIC = "client_secret_basic"
 AUTH_POST = "client_secret_post"
 AUTH_NONE = "none"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
+GRANT_AUTHORIZATION_CODE = "authorization_code"
+GRANT_REFRESH_TOKEN = "refresh_token"
 # A bearer caller of /introspect needs this scope (or chittyauth:admin).
 INTROSPECT_SCOPE = "introspect"
 # The platform's scopes, advertised in the metadata (admin scopes are not advertised).
@@ -60,6 +65,7 @@ MAX_CLIENT_ID_LENGTH = 256
 MAX_SECRET_LENGTH = 1024
 MAX_SCOPES = 50
 MAX_RESOURCES = 10
+MAX_AUDIENCES = 10
 MAX_AUDITED_ID = 128
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,128}")
@@ -143,8 +149,7 @@ async def read_form(request: web.Request, max_body_bytes: int) -> FormParams:
         )
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(
-            f"the form body is not valid UTF-8 form encoding with at most {MAX_FORM_FIELDS}"
-            " fields",
+            f"the form body is not valid UTF-8 form encoding with at most {MAX_FORM_FIELDS} fields",
             reason="MALFORMED_FORM",
         ) from exc
     return FormParams(pairs)
@@ -297,6 +302,7 @@ class OAuthEndpoints:
         store: For auditing refused client authentications and for revocation.
         tokens: Validates and revokes.
         grants: Issues client-credentials tokens (and audits them).
+        flows: The authorization-code, refresh and token-exchange grants (they audit too).
         clients: Returns the client registry, or None while there is none (every client is
             then refused); called per request so a registry attached later is seen.
         metrics: Counts issued tokens and validations.
@@ -309,6 +315,7 @@ class OAuthEndpoints:
         store: SqliteStore,
         tokens: TokenService,
         grants: MachineGrants,
+        flows: OAuthFlows,
         clients: Callable[[], ClientLookup | None],
         metrics: Metrics,
     ) -> None:
@@ -318,10 +325,14 @@ class OAuthEndpoints:
         self._store = store
         self._tokens = tokens
         self._grants = grants
+        self._flows = flows
         self._clients = clients
         self._metrics = metrics
         self._grant_handlers: dict[str, GrantHandler] = {
+            GRANT_AUTHORIZATION_CODE: self._authorization_code,
+            GRANT_REFRESH_TOKEN: self._refresh_token,
             GRANT_CLIENT_CREDENTIALS: self._client_credentials,
+            TOKEN_EXCHANGE_GRANT: self._token_exchange,
         }
 
     def register_grant(self, grant_type: str, handler: GrantHandler) -> None:
@@ -384,11 +395,10 @@ class OAuthEndpoints:
         """RFC 6749 §4.4 for a confidential client with its secret."""
         scopes = parse_scope(request.form.single("scope"))
         resources = request.form.every("resource", limit=MAX_PARAM_LENGTH, max_count=MAX_RESOURCES)
-        client = request.client
-        # An absent or public client still goes through the grant, so the refusal is audited.
+        client_id, secret = _id_and_secret(request.client)
         issued = await self._grants.client_credentials(
-            client.client_id if client is not None else "",
-            client.secret if client is not None else "",
+            client_id,
+            secret,
             scopes,
             resources,
             request_id=request.request_id,
@@ -399,6 +409,51 @@ class OAuthEndpoints:
             scope=" ".join(issued.scopes),
             token_use=str(issued.claims.get("token_use", "service")),
         )
+
+    async def _authorization_code(self, request: TokenRequest) -> TokenReply:
+        """RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5); a public client sends only client_id."""
+        form = request.form
+        client_id, secret = _id_and_secret(request.client)
+        grant = await self._flows.exchange_code(
+            client_id,
+            secret,
+            form.single("code"),
+            form.single("redirect_uri"),
+            form.single("code_verifier"),
+            request_id=request.request_id,
+        )
+        return _grant_reply(grant)
+
+    async def _refresh_token(self, request: TokenRequest) -> TokenReply:
+        """RFC 6749 §6: rotates the refresh token; ``scope`` may only narrow."""
+        form = request.form
+        client_id, secret = _id_and_secret(request.client)
+        grant = await self._flows.refresh(
+            client_id,
+            secret,
+            form.single("refresh_token"),
+            parse_scope(form.single("scope")),
+            request_id=request.request_id,
+        )
+        return _grant_reply(grant)
+
+    async def _token_exchange(self, request: TokenRequest) -> TokenReply:
+        """RFC 8693 §2.1: a narrower token for another audience, optionally with an actor."""
+        form = request.form
+        client_id, secret = _id_and_secret(request.client)
+        grant = await self._flows.token_exchange(
+            client_id,
+            secret,
+            form.single("subject_token", limit=self._max_token),
+            form.single("subject_token_type", limit=256),
+            form.single("actor_token", limit=self._max_token),
+            form.single("actor_token_type", limit=256),
+            form.every("audience", limit=MAX_PARAM_LENGTH, max_count=MAX_AUDIENCES),
+            form.every("resource", limit=MAX_PARAM_LENGTH, max_count=MAX_RESOURCES),
+            parse_scope(form.single("scope")),
+            request_id=request.request_id,
+        )
+        return _grant_reply(grant)
 
     # -- RFC 7662 -----------------------------------------------------------------------------
 
@@ -518,6 +573,24 @@ class OAuthEndpoints:
                     attributes={"reason": refusal.reason},
                 )
             )
+
+
+def _id_and_secret(client: PresentedClient | None) -> tuple[str, str]:
+    # No credentials at all still reach the domain, which refuses and audits the attempt.
+    return (client.client_id, client.secret) if client is not None else ("", "")
+
+
+def _grant_reply(grant: TokenGrant) -> TokenReply:
+    access = grant.access
+    extra = {"issued_token_type": grant.issued_token_type} if grant.issued_token_type else {}
+    return TokenReply(
+        access_token=access.token,
+        expires_in=max(0, int(access.expires_at - access.issued_at)),
+        scope=" ".join(access.scopes),
+        token_use=str(access.claims.get("token_use", "")),
+        refresh_token=grant.refresh_token,
+        extra=extra,
+    )
 
 
 def introspection_body(claims: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+from google.protobuf import json_format
 from grpc import aio
 
-from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc, token_pb2
-from chittyauth.domain.errors import InvalidRequest, NotImplementedYet
+from chitty.auth.v1 import (
+    account_pb2,
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    session_pb2,
+    token_pb2,
+)
+from chittyauth.domain.accounts import IdentityFlows
+from chittyauth.domain.errors import InvalidRequest, NotImplementedYet, Unavailable
 from chittyauth.domain.grants import MachineGrants
 from chittyauth.domain.oauth import AuthorizationRequest, OAuthFlows
 from chittyauth.domain.tokens import IssuedToken, TokenService
@@ -27,6 +35,7 @@ from chittyauth.rpc.pending import pending_servicer
 from chittyauth.rpc.revocations import RevocationHub, watch_revocations
 from chittyauth.rpc.services import AUTH
 from chittyauth.store.protocol import AuditRecord
+from chittyauth.store.sessions import DeviceInfo
 from chittyauth.store.sqlite import SqliteStore
 
 Context = aio.ServicerContext[Any, Any]
@@ -55,11 +64,15 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
         self._grants = grants
         self._keys = keys
         self._oauth = oauth
+        # The identity flows and rate limits, set by the composition root once the sessions
+        # and the authority exist; until then those credentials answer UNAVAILABLE.
+        self.identity: IdentityFlows | None = None
 
     async def Authorize(
         self, request: auth_service_pb2.AuthorizeRequest, context: Context
     ) -> auth_service_pb2.AuthorizeResponse:
         user = caller(self._tokens)
+        self._identity().limit("authorize", request.client_id, current_call().client_address)
         result = await self._oauth.authorize(
             user,
             AuthorizationRequest(
@@ -130,8 +143,11 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
         self, request: auth_service_pb2.AuthenticateRequest, context: Context
     ) -> auth_service_pb2.AuthenticateResponse:
         scopes = _scopes(request.scopes)
-        request_id = current_call().request_id
+        call = current_call()
+        request_id = call.request_id
         which = request.WhichOneof("credential")
+        identity = self._identity()
+        identity.limit("authenticate", _credential_client(request), call.client_address)
         if which == "client_credentials":
             creds = request.client_credentials
             issued = await self._grants.client_credentials(
@@ -142,19 +158,38 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
             issued = await self._grants.api_key(
                 request.api_key.api_key, scopes, request.resources, request_id=request_id
             )
-        elif which is None:
-            raise InvalidRequest("a credential is required", reason="MISSING_CREDENTIAL")
+        elif which == "portal":
+            login = await identity.portal.login(
+                request.portal.assertion, request.portal.email, scopes=scopes,
+                resources=request.resources, device=_device_info(request),
+                request_id=request_id,
+            )  # fmt: skip
+            response = authenticate_response(login.issued)
+            response.portal_url = login.portal_url
+            return response
+        elif which == "password":
+            login = await identity.accounts.login(
+                request.password.email, request.password.password, scopes=scopes,
+                resources=request.resources, device=_device_info(request),
+                request_id=request_id,
+            )  # fmt: skip
+            return authenticate_response(login.issued)
+        elif which == "mcp_server":
+            mcp = request.mcp_server
+            issued = await identity.mcp_servers.login(
+                mcp.client_id, mcp.client_secret, chitty_id=mcp.chitty_id,
+                capabilities=tuple(mcp.capabilities), scopes=scopes,
+                resources=request.resources, request_id=request_id,
+            )  # fmt: skip
         else:
-            raise NotImplementedYet(
-                f"AuthService.Authenticate with a {which} credential is not implemented yet;"
-                " it arrives with the identity capability"
-            )
+            raise InvalidRequest("a credential is required", reason="MISSING_CREDENTIAL")
         return authenticate_response(issued)
 
     async def Exchange(
         self, request: auth_service_pb2.ExchangeRequest, context: Context
     ) -> auth_service_pb2.ExchangeResponse:
         which = request.WhichOneof("grant")
+        self._identity().limit("exchange", request.client_id, current_call().client_address)
         if which == "client_credentials":
             issued = await self._grants.client_credentials(
                 request.client_id,
@@ -201,6 +236,33 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
             issued_token_type=grant.issued_token_type,
             jti=grant.access.jti,
         )
+
+    async def RegisterAccount(
+        self, request: auth_service_pb2.RegisterAccountRequest, context: Context
+    ) -> auth_service_pb2.RegisterAccountResponse:
+        identity = self._identity()
+        call = current_call()
+        identity.limit("register", "", call.client_address)
+        account = await identity.accounts.register(
+            request.email,
+            request.password,
+            request.display_name,
+            metadata=json_format.MessageToDict(request.metadata),
+            request_id=call.request_id,
+        )
+        return auth_service_pb2.RegisterAccountResponse(
+            account=account_pb2.Account(
+                chitty_id=account.chitty_id,
+                email=account.email,
+                display_name=account.display_name,
+                create_time=timestamp(account.created_at),
+            )
+        )
+
+    def _identity(self) -> IdentityFlows:
+        if self.identity is None:
+            raise Unavailable("identity flows are not ready", reason="NOT_READY")
+        return self.identity
 
 
 def authenticate_response(issued: IssuedToken) -> auth_service_pb2.AuthenticateResponse:
@@ -263,3 +325,34 @@ def _scopes(requested: Any) -> tuple[str, ...]:
     if len(scopes) > MAX_SCOPES or any(not s or len(s) > 128 or " " in s for s in scopes):
         raise InvalidRequest("scopes must be at most 50 non-empty tokens without spaces")
     return scopes
+
+
+def _credential_client(request: auth_service_pb2.AuthenticateRequest) -> str:
+    """The client (or account) an Authenticate call names, for its rate-limit bucket."""
+    which = request.WhichOneof("credential")
+    if which == "client_credentials":
+        return str(request.client_credentials.client_id)
+    if which == "mcp_server":
+        return str(request.mcp_server.client_id)
+    if which == "password":
+        return "account:" + str(request.password.email).strip().lower()
+    return ""
+
+
+_CLIENT_TYPES = {
+    session_pb2.CLIENT_TYPE_CLAUDE_DESKTOP: "claude_desktop",
+    session_pb2.CLIENT_TYPE_WEB: "web",
+    session_pb2.CLIENT_TYPE_MOBILE: "mobile",
+}
+
+
+def _device_info(request: auth_service_pb2.AuthenticateRequest) -> DeviceInfo | None:
+    """The DeviceHint as the session service wants it; None when the caller sent none."""
+    if not request.HasField("device") or not request.device.device_id:
+        return None
+    hint = request.device
+    return DeviceInfo(
+        device_id=hint.device_id,
+        display_name=hint.display_name,
+        client_type=_CLIENT_TYPES.get(hint.client_type, "web"),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -25,14 +26,17 @@ log = logging.getLogger(__name__)
 REQUEST_ID_KEY = "x-request-id"
 _MAX_REQUEST_ID = 128
 
+# Counts a finished call: (full method name, status code name, seconds).
+Observer = Callable[[str, str, float], None]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 class CallInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     """Sets up ``CallInfo`` for every call and maps errors in one place."""
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Observer | None = None) -> None:
         self._wrapped: dict[str, Handler | None] = {}
+        self._observe = observe
 
     async def intercept_service(  # type: ignore[override]
         self,
@@ -43,15 +47,15 @@ class CallInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         if method in self._wrapped:
             return self._wrapped[method]
         handler = await continuation(handler_call_details)
-        wrapped = _wrap(method, handler) if handler is not None else None
+        wrapped = _wrap(method, handler, self._observe) if handler is not None else None
         self._wrapped[method] = wrapped
         return wrapped
 
 
-def _wrap(method: str, handler: Handler) -> Handler:
+def _wrap(method: str, handler: Handler, observe: Observer | None) -> Handler:
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(method, handler.unary_unary),
+            _unary(method, handler.unary_unary, observe),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -111,17 +115,34 @@ async def _abort(
     )
 
 
-def _unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+def _unary(
+    method: str, behaviour: Callable[..., Any], observe: Observer | None
+) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
         info = _begin(method, context)
+        code = "OK"
         try:
             return await behaviour(request, context)
         except aio.AbortError:
+            code = _code_name(context)
             raise
-        except Exception as exc:  # every error leaves through _abort
+        except DomainError as exc:
+            code = exc.grpc_code
             await _abort(context, info, exc)
+        except Exception as exc:  # every error leaves through _abort
+            code = "INTERNAL"
+            await _abort(context, info, exc)
+        finally:
+            if observe is not None:
+                observe(method, code, time.perf_counter() - started)
 
     return handle
+
+
+def _code_name(context: aio.ServicerContext[Any, Any]) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
 def _stream(method: str, behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:

@@ -85,6 +85,7 @@ class SqliteTransaction:
         self.conn = conn
         self.now = store.clock.now()
         self._audit_head = store._audit_head
+        self._head_read = False
         self.after_commit: list[Callable[[], None]] = []
 
     def on_commit(self, callback: Callable[[], None]) -> None:
@@ -115,6 +116,14 @@ class SqliteTransaction:
         return seq
 
     async def audit(self, record: AuditRecord) -> StoredAuditEvent:
+        if not self._head_read:
+            # Read the head under this transaction's write lock: another process (the CLI,
+            # another replica) may have appended since this one last looked.
+            row = await self.fetchone("SELECT value FROM meta WHERE name = 'audit_head'")
+            if row is not None:
+                seq_text, digest_text = str(row["value"]).split(":", 1)
+                self._audit_head = (int(seq_text), digest_text)
+            self._head_read = True
         prev_seq, prev_hash = self._audit_head
         seq = prev_seq + 1
         digest = audit_hash(seq, self.now, record, prev_hash)

@@ -1,0 +1,1 @@
+"""Load generators, baselines and the benchmark report (``python -m bench.run``)."""

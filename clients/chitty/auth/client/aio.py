@@ -1,0 +1,485 @@
+"""``AsyncAuthClient``: every ChittyAuth RPC as a typed coroutine over one asyncio channel.
+
+Example::
+
+    async with AsyncAuthClient("auth.internal:50051", ClientCredentials(cid, secret),
+                               settings=ChannelSettings(tls=TlsOptions())) as client:
+        reply = await client.validate(auth_service_pb2.ValidateRequest(token=token))
+
+Methods take and return the generated request/response messages. Refusals raise
+``chitty.auth.client.errors.ChittyAuthError`` subclasses. Unary calls get a default deadline;
+idempotent ones are retried on UNAVAILABLE by the channel's retry policy.
+"""
+
+# ruff: noqa: ASYNC109  # `timeout` is the gRPC deadline of the call, named as gRPC names it
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from chitty.auth.client.channel import ChannelSettings, open_aio_channel
+from chitty.auth.client.credentials import (
+    AsyncClientCredentialsSource,
+    ClientCredentials,
+    Credentials,
+    StaticToken,
+)
+from chitty.auth.client.errors import error_from_rpc
+from chitty.auth.v1 import (
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    client_service_pb2,
+    client_service_pb2_grpc,
+    key_service_pb2,
+    key_service_pb2_grpc,
+    permission_service_pb2,
+    permission_service_pb2_grpc,
+    sync_service_pb2,
+    sync_service_pb2_grpc,
+)
+
+R = TypeVar("R", bound=Message)
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class AsyncAuthClient:
+    """A ChittyAuth client for asyncio code.
+
+    Args:
+        target: ``host:port`` of the gRPC endpoint.
+        credentials: a ``StaticToken``, ``ClientCredentials`` (refreshed automatically), or None
+            for calls that need no caller (Exchange, Validate, GetJwks).
+        settings: TLS/mTLS and retry settings; plaintext with retries by default.
+        timeout_s: the default deadline of unary calls.
+        channel: an existing channel to use instead (the caller keeps ownership).
+        clock: wall clock for token refresh (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        target: str = "",
+        credentials: Credentials | None = None,
+        *,
+        settings: ChannelSettings | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        channel: grpc.aio.Channel | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if channel is None and not target:
+            raise ValueError("a target or a channel is required")
+        self._owns_channel = channel is None
+        self.channel = channel or open_aio_channel(target, settings or ChannelSettings())
+        self._timeout_s = timeout_s
+        self._static = credentials.token if isinstance(credentials, StaticToken) else ""
+        self.token_source: AsyncClientCredentialsSource | None = None
+        if isinstance(credentials, ClientCredentials):
+            self.token_source = AsyncClientCredentialsSource(
+                credentials, self.channel, timeout_s=timeout_s, clock=clock
+            )
+        self._auth: Any = auth_service_pb2_grpc.AuthServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self._sync: Any = sync_service_pb2_grpc.SyncServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self._client: Any = client_service_pb2_grpc.ClientServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self._api_key: Any = api_key_service_pb2_grpc.ApiKeyServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self._permission: Any = permission_service_pb2_grpc.PermissionServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self._key: Any = key_service_pb2_grpc.KeyServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self._audit: Any = audit_service_pb2_grpc.AuditServiceStub(self.channel)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        """Closes the channel (when this client opened it)."""
+        if self._owns_channel:
+            await self.channel.close(None)
+
+    async def __aenter__(self) -> AsyncAuthClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def access_token(self) -> str:
+        """The bearer token calls carry now ("" without credentials)."""
+        if self.token_source is not None:
+            return await self.token_source.token()
+        return self._static
+
+    async def _metadata(self, authenticate: bool) -> tuple[tuple[str, str], ...]:
+        token = await self.access_token() if authenticate else ""
+        return (("authorization", f"Bearer {token}"),) if token else ()
+
+    async def _call(
+        self,
+        method: Any,
+        request: Message,
+        response_type: type[R],
+        timeout: float | None,
+        *,
+        authenticate: bool = True,
+    ) -> R:
+        for attempt in range(2):
+            metadata = await self._metadata(authenticate)
+            try:
+                reply: R = await method(
+                    request, timeout=timeout or self._timeout_s, metadata=metadata
+                )
+                return reply
+            except grpc.aio.AioRpcError as exc:
+                if attempt == 0 and self._should_refetch(exc, authenticate):
+                    continue
+                raise error_from_rpc(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _should_refetch(self, exc: grpc.aio.AioRpcError, authenticate: bool) -> bool:
+        # A client-credentials token the server refused (revoked, key retired): fetch a new
+        # one once; a static token cannot be renewed.
+        if not authenticate or self.token_source is None:
+            return False
+        if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+            return False
+        self.token_source.invalidate()
+        return True
+
+    async def _stream(
+        self, method: Any, request: Message, response_type: type[R], timeout: float | None
+    ) -> AsyncGenerator[R, None]:
+        call = method(request, timeout=timeout, metadata=await self._metadata(True))
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
+        finally:
+            call.cancel()
+
+    # -- AuthService ---------------------------------------------------------
+
+    async def authenticate(
+        self, request: auth_service_pb2.AuthenticateRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.AuthenticateResponse:
+        """AuthService.Authenticate."""
+        return await self._call(
+            self._auth.Authenticate,
+            request,
+            auth_service_pb2.AuthenticateResponse,
+            timeout,
+            authenticate=False,
+        )
+
+    async def authorize(
+        self, request: auth_service_pb2.AuthorizeRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.AuthorizeResponse:
+        """AuthService.Authorize."""
+        return await self._call(
+            self._auth.Authorize, request, auth_service_pb2.AuthorizeResponse, timeout
+        )
+
+    async def exchange(
+        self, request: auth_service_pb2.ExchangeRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.ExchangeResponse:
+        """AuthService.Exchange."""
+        return await self._call(
+            self._auth.Exchange,
+            request,
+            auth_service_pb2.ExchangeResponse,
+            timeout,
+            authenticate=False,
+        )
+
+    async def validate(
+        self, request: auth_service_pb2.ValidateRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.ValidateResponse:
+        """AuthService.Validate."""
+        return await self._call(
+            self._auth.Validate, request, auth_service_pb2.ValidateResponse, timeout
+        )
+
+    async def revoke(
+        self, request: auth_service_pb2.RevokeRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.RevokeResponse:
+        """AuthService.Revoke."""
+        return await self._call(
+            self._auth.Revoke, request, auth_service_pb2.RevokeResponse, timeout
+        )
+
+    async def get_jwks(
+        self, request: auth_service_pb2.GetJwksRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.GetJwksResponse:
+        """AuthService.GetJwks."""
+        return await self._call(
+            self._auth.GetJwks, request, auth_service_pb2.GetJwksResponse, timeout
+        )
+
+    def watch_revocations(
+        self, request: auth_service_pb2.WatchRevocationsRequest, *, timeout: float | None = None
+    ) -> AsyncGenerator[auth_service_pb2.WatchRevocationsResponse, None]:
+        """AuthService.WatchRevocations. A server stream; no default deadline."""
+        return self._stream(
+            self._auth.WatchRevocations, request, auth_service_pb2.WatchRevocationsResponse, timeout
+        )
+
+    async def register_account(
+        self, request: auth_service_pb2.RegisterAccountRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.RegisterAccountResponse:
+        """AuthService.RegisterAccount."""
+        return await self._call(
+            self._auth.RegisterAccount,
+            request,
+            auth_service_pb2.RegisterAccountResponse,
+            timeout,
+            authenticate=False,
+        )
+
+    # -- SyncService ---------------------------------------------------------
+
+    async def sync_session(
+        self, request: sync_service_pb2.SyncSessionRequest, *, timeout: float | None = None
+    ) -> sync_service_pb2.SyncSessionResponse:
+        """SyncService.SyncSession."""
+        return await self._call(
+            self._sync.SyncSession, request, sync_service_pb2.SyncSessionResponse, timeout
+        )
+
+    async def get_session(
+        self, request: sync_service_pb2.GetSessionRequest, *, timeout: float | None = None
+    ) -> sync_service_pb2.GetSessionResponse:
+        """SyncService.GetSession."""
+        return await self._call(
+            self._sync.GetSession, request, sync_service_pb2.GetSessionResponse, timeout
+        )
+
+    async def list_sessions(
+        self, request: sync_service_pb2.ListSessionsRequest, *, timeout: float | None = None
+    ) -> sync_service_pb2.ListSessionsResponse:
+        """SyncService.ListSessions."""
+        return await self._call(
+            self._sync.ListSessions, request, sync_service_pb2.ListSessionsResponse, timeout
+        )
+
+    async def revoke_session(
+        self, request: sync_service_pb2.RevokeSessionRequest, *, timeout: float | None = None
+    ) -> sync_service_pb2.RevokeSessionResponse:
+        """SyncService.RevokeSession."""
+        return await self._call(
+            self._sync.RevokeSession, request, sync_service_pb2.RevokeSessionResponse, timeout
+        )
+
+    async def revoke_all_sessions(
+        self, request: sync_service_pb2.RevokeAllSessionsRequest, *, timeout: float | None = None
+    ) -> sync_service_pb2.RevokeAllSessionsResponse:
+        """SyncService.RevokeAllSessions."""
+        return await self._call(
+            self._sync.RevokeAllSessions,
+            request,
+            sync_service_pb2.RevokeAllSessionsResponse,
+            timeout,
+        )
+
+    async def put_session_state(
+        self, request: sync_service_pb2.PutSessionStateRequest, *, timeout: float | None = None
+    ) -> sync_service_pb2.PutSessionStateResponse:
+        """SyncService.PutSessionState."""
+        return await self._call(
+            self._sync.PutSessionState, request, sync_service_pb2.PutSessionStateResponse, timeout
+        )
+
+    async def get_session_state(
+        self, request: sync_service_pb2.GetSessionStateRequest, *, timeout: float | None = None
+    ) -> sync_service_pb2.GetSessionStateResponse:
+        """SyncService.GetSessionState."""
+        return await self._call(
+            self._sync.GetSessionState, request, sync_service_pb2.GetSessionStateResponse, timeout
+        )
+
+    def watch_sessions(
+        self, request: sync_service_pb2.WatchSessionsRequest, *, timeout: float | None = None
+    ) -> AsyncGenerator[sync_service_pb2.WatchSessionsResponse, None]:
+        """SyncService.WatchSessions. A server stream; no default deadline."""
+        return self._stream(
+            self._sync.WatchSessions, request, sync_service_pb2.WatchSessionsResponse, timeout
+        )
+
+    # -- ClientService -------------------------------------------------------
+
+    async def create_client(
+        self, request: client_service_pb2.CreateClientRequest, *, timeout: float | None = None
+    ) -> client_service_pb2.CreateClientResponse:
+        """ClientService.CreateClient."""
+        return await self._call(
+            self._client.CreateClient, request, client_service_pb2.CreateClientResponse, timeout
+        )
+
+    async def get_client(
+        self, request: client_service_pb2.GetClientRequest, *, timeout: float | None = None
+    ) -> client_service_pb2.GetClientResponse:
+        """ClientService.GetClient."""
+        return await self._call(
+            self._client.GetClient, request, client_service_pb2.GetClientResponse, timeout
+        )
+
+    async def list_clients(
+        self, request: client_service_pb2.ListClientsRequest, *, timeout: float | None = None
+    ) -> client_service_pb2.ListClientsResponse:
+        """ClientService.ListClients."""
+        return await self._call(
+            self._client.ListClients, request, client_service_pb2.ListClientsResponse, timeout
+        )
+
+    async def update_client(
+        self, request: client_service_pb2.UpdateClientRequest, *, timeout: float | None = None
+    ) -> client_service_pb2.UpdateClientResponse:
+        """ClientService.UpdateClient."""
+        return await self._call(
+            self._client.UpdateClient, request, client_service_pb2.UpdateClientResponse, timeout
+        )
+
+    async def delete_client(
+        self, request: client_service_pb2.DeleteClientRequest, *, timeout: float | None = None
+    ) -> client_service_pb2.DeleteClientResponse:
+        """ClientService.DeleteClient."""
+        return await self._call(
+            self._client.DeleteClient, request, client_service_pb2.DeleteClientResponse, timeout
+        )
+
+    async def rotate_client_secret(
+        self, request: client_service_pb2.RotateClientSecretRequest, *, timeout: float | None = None
+    ) -> client_service_pb2.RotateClientSecretResponse:
+        """ClientService.RotateClientSecret."""
+        return await self._call(
+            self._client.RotateClientSecret,
+            request,
+            client_service_pb2.RotateClientSecretResponse,
+            timeout,
+        )
+
+    # -- ApiKeyService -------------------------------------------------------
+
+    async def create_api_key(
+        self, request: api_key_service_pb2.CreateApiKeyRequest, *, timeout: float | None = None
+    ) -> api_key_service_pb2.CreateApiKeyResponse:
+        """ApiKeyService.CreateApiKey."""
+        return await self._call(
+            self._api_key.CreateApiKey, request, api_key_service_pb2.CreateApiKeyResponse, timeout
+        )
+
+    async def list_api_keys(
+        self, request: api_key_service_pb2.ListApiKeysRequest, *, timeout: float | None = None
+    ) -> api_key_service_pb2.ListApiKeysResponse:
+        """ApiKeyService.ListApiKeys."""
+        return await self._call(
+            self._api_key.ListApiKeys, request, api_key_service_pb2.ListApiKeysResponse, timeout
+        )
+
+    async def revoke_api_key(
+        self, request: api_key_service_pb2.RevokeApiKeyRequest, *, timeout: float | None = None
+    ) -> api_key_service_pb2.RevokeApiKeyResponse:
+        """ApiKeyService.RevokeApiKey."""
+        return await self._call(
+            self._api_key.RevokeApiKey, request, api_key_service_pb2.RevokeApiKeyResponse, timeout
+        )
+
+    # -- PermissionService ---------------------------------------------------
+
+    async def grant_permission(
+        self,
+        request: permission_service_pb2.GrantPermissionRequest,
+        *,
+        timeout: float | None = None,
+    ) -> permission_service_pb2.GrantPermissionResponse:
+        """PermissionService.GrantPermission."""
+        return await self._call(
+            self._permission.GrantPermission,
+            request,
+            permission_service_pb2.GrantPermissionResponse,
+            timeout,
+        )
+
+    async def check_permission(
+        self,
+        request: permission_service_pb2.CheckPermissionRequest,
+        *,
+        timeout: float | None = None,
+    ) -> permission_service_pb2.CheckPermissionResponse:
+        """PermissionService.CheckPermission."""
+        return await self._call(
+            self._permission.CheckPermission,
+            request,
+            permission_service_pb2.CheckPermissionResponse,
+            timeout,
+        )
+
+    async def list_permissions(
+        self,
+        request: permission_service_pb2.ListPermissionsRequest,
+        *,
+        timeout: float | None = None,
+    ) -> permission_service_pb2.ListPermissionsResponse:
+        """PermissionService.ListPermissions."""
+        return await self._call(
+            self._permission.ListPermissions,
+            request,
+            permission_service_pb2.ListPermissionsResponse,
+            timeout,
+        )
+
+    async def revoke_permission(
+        self,
+        request: permission_service_pb2.RevokePermissionRequest,
+        *,
+        timeout: float | None = None,
+    ) -> permission_service_pb2.RevokePermissionResponse:
+        """PermissionService.RevokePermission."""
+        return await self._call(
+            self._permission.RevokePermission,
+            request,
+            permission_service_pb2.RevokePermissionResponse,
+            timeout,
+        )
+
+    # -- KeyService ----------------------------------------------------------
+
+    async def list_signing_keys(
+        self, request: key_service_pb2.ListSigningKeysRequest, *, timeout: float | None = None
+    ) -> key_service_pb2.ListSigningKeysResponse:
+        """KeyService.ListSigningKeys."""
+        return await self._call(
+            self._key.ListSigningKeys, request, key_service_pb2.ListSigningKeysResponse, timeout
+        )
+
+    async def rotate_signing_key(
+        self, request: key_service_pb2.RotateSigningKeyRequest, *, timeout: float | None = None
+    ) -> key_service_pb2.RotateSigningKeyResponse:
+        """KeyService.RotateSigningKey."""
+        return await self._call(
+            self._key.RotateSigningKey, request, key_service_pb2.RotateSigningKeyResponse, timeout
+        )
+
+    # -- AuditService --------------------------------------------------------
+
+    async def list_audit_events(
+        self, request: audit_service_pb2.ListAuditEventsRequest, *, timeout: float | None = None
+    ) -> audit_service_pb2.ListAuditEventsResponse:
+        """AuditService.ListAuditEvents."""
+        return await self._call(
+            self._audit.ListAuditEvents, request, audit_service_pb2.ListAuditEventsResponse, timeout
+        )
+
+    async def verify_audit_log(
+        self, request: audit_service_pb2.VerifyAuditLogRequest, *, timeout: float | None = None
+    ) -> audit_service_pb2.VerifyAuditLogResponse:
+        """AuditService.VerifyAuditLog."""
+        return await self._call(
+            self._audit.VerifyAuditLog, request, audit_service_pb2.VerifyAuditLogResponse, timeout
+        )

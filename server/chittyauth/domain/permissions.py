@@ -1,0 +1,352 @@
+"""Permissions granted from one ChittyID to another: grant, check, list, revoke.
+
+Matching rules (docs/permissions.md has the full table):
+
+- permission: a grant of ``*`` covers every permission; ``docs:*`` covers every permission
+  starting with ``docs:`` (``docs:read``, ``docs:share:external``); anything else covers
+  exactly itself.
+- resource: a grant for ``''`` or ``*`` covers every resource; ``projects/a/*`` covers every
+  resource starting with ``projects/a/`` (not ``projects/a`` itself); anything else covers
+  exactly itself. A check with an empty resource asks about every resource, so only a grant
+  for every resource allows it.
+
+Grants, revocations and every refusal are audited (``permission.grant``, ``permission.revoke``)
+with change-log entries ``permission.granted`` / ``permission.revoked``. CheckPermission is a
+single indexed query over the grantee's live grants and is not audited (it changes nothing).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chittyauth.clock import Clock
+from chittyauth.domain.errors import (
+    DomainError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
+from chittyauth.domain.ids import new_id
+from chittyauth.domain.principal import Principal
+from chittyauth.store import permissions as repo
+from chittyauth.store.permissions import GrantRow
+from chittyauth.store.protocol import AuditRecord
+from chittyauth.store.sqlite import SqliteStore
+
+__all__ = ["GrantRow", "PermissionPage", "PermissionRegistry", "covers"]
+
+GRANT_SCOPE = "authorizations:grant"
+CHECK_SCOPE = "authorizations:check"
+MAX_PERMISSION_CHARS = 128
+MAX_RESOURCE_CHARS = 512
+MAX_CHITTY_ID_CHARS = 128
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+_PERMISSION = re.compile(r"\*|[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*(:\*)?")
+_RESOURCE_CHARS = re.compile(r"[^\s\x00-\x1f\x7f*]+")
+_GRANT_ID = re.compile(r"prm_[A-Za-z0-9_-]{1,64}")
+
+
+class ChittyIdAuthority(Protocol):
+    """What grants need of the authority client: a verdict on a ChittyID (fail closed)."""
+
+    async def validate(self, chitty_id: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PermissionPage:
+    grants: tuple[GrantRow, ...]
+    next_page_token: str
+
+
+def check_permission_name(permission: str, field: str = "permission") -> str:
+    if not permission or len(permission) > MAX_PERMISSION_CHARS:
+        raise InvalidRequest(f"{field} must be 1 to {MAX_PERMISSION_CHARS} characters")
+    if not _PERMISSION.fullmatch(permission):
+        raise InvalidRequest(
+            f"{field} must look like `area:action`, `area:*` or `*`",
+            reason="INVALID_PERMISSION",
+        )
+    return permission
+
+
+def check_resource(resource: str) -> str:
+    """'' / ``*`` (every resource), ``prefix/*`` or an exact name without wildcards."""
+    if resource in ("", "*"):
+        return ""
+    if len(resource) > MAX_RESOURCE_CHARS:
+        raise InvalidRequest(f"resource must be at most {MAX_RESOURCE_CHARS} characters")
+    body = resource[:-2] if resource.endswith("/*") else resource
+    if not _RESOURCE_CHARS.fullmatch(body):
+        raise InvalidRequest(
+            "resource must be printable, without spaces, and `*` only as a trailing `/*`",
+            reason="INVALID_RESOURCE",
+        )
+    return resource
+
+
+def _check_chitty_id(chitty_id: str, field: str) -> str:
+    if not chitty_id or len(chitty_id) > MAX_CHITTY_ID_CHARS:
+        raise InvalidRequest(f"{field} must be 1 to {MAX_CHITTY_ID_CHARS} characters")
+    return chitty_id
+
+
+def permission_covers(granted: str, requested: str) -> bool:
+    if granted == "*" or granted == requested:
+        return True
+    return granted.endswith(":*") and requested.startswith(granted[:-1])
+
+
+def resource_covers(granted: str, requested: str) -> bool:
+    """Whether a grant's resource covers the requested one ('' asks about every resource)."""
+    if granted in ("", "*"):
+        return True
+    if not requested:
+        return False
+    if granted == requested:
+        return True
+    return granted.endswith("/*") and requested.startswith(granted[:-1])
+
+
+def covers(grant: GrantRow, permission: str, resource: str) -> bool:
+    return permission_covers(grant.permission, permission) and resource_covers(
+        grant.resource, resource
+    )
+
+
+def _own_id(principal: Principal) -> str:
+    return principal.chitty_id or principal.subject
+
+
+class PermissionRegistry:
+    """The PermissionService rules over the store and the ChittyID authority."""
+
+    def __init__(self, store: SqliteStore, authority: ChittyIdAuthority, clock: Clock) -> None:
+        self._store = store
+        self._authority = authority
+        self._clock = clock
+
+    async def grant(
+        self,
+        principal: Principal,
+        *,
+        grantee: str,
+        permission: str,
+        resource: str,
+        expires_at: float | None,
+        grantor: str,
+        request_id: str,
+    ) -> GrantRow:
+        """Records a grant from ``grantor`` (default: the caller) to ``grantee``.
+
+        Raises:
+            PermissionDenied: the caller lacks ``authorizations:grant``, ``grant:{resource}``
+                and admin, or names another grantor without being an admin.
+            InvalidRequest: malformed ids, permission, resource, or an expiry in the past;
+                reason ``INVALID_CHITTY_ID`` when the authority disowns an id.
+            Unavailable: the authority cannot be reached; nothing is written.
+        """
+        try:
+            grantee = _check_chitty_id(grantee, "grantee_chitty_id")
+            permission = check_permission_name(permission)
+            resource = check_resource(resource)
+            grantor = grantor or _own_id(principal)
+            _check_chitty_id(grantor, "grantor_chitty_id")
+            self._require_grant_right(principal, resource, grantor)
+            for chitty_id in dict.fromkeys((grantor, grantee)):
+                info = await self._authority.validate(chitty_id)
+                if not info.valid:
+                    raise InvalidRequest(
+                        "a ChittyID is not valid",
+                        reason="INVALID_CHITTY_ID",
+                        metadata={"chitty_id": chitty_id},
+                    )
+            async with self._store.transaction() as tx:
+                if expires_at is not None and expires_at <= tx.now:
+                    raise InvalidRequest("expire_time must be in the future")
+                grant = GrantRow(
+                    grant_id=new_id("prm"),
+                    grantor=grantor,
+                    grantee=grantee,
+                    permission=permission,
+                    resource=resource,
+                    created_by=principal.subject,
+                    created_at=tx.now,
+                    expires_at=expires_at,
+                    revoked_at=None,
+                )
+                await repo.insert_grant(tx, grant)
+                await tx.append_change("permission.granted", grant.grant_id, {"grantee": grantee})
+                await tx.audit(
+                    AuditRecord(
+                        actor=principal.subject,
+                        subject=grantee,
+                        action="permission.grant",
+                        outcome="success",
+                        resource=grant.grant_id,
+                        request_id=request_id,
+                        attributes={
+                            "grantor": grantor,
+                            "permission": permission,
+                            "resource": resource,
+                        },
+                    )
+                )
+            return grant
+        except DomainError as refusal:
+            await self._audit_refusal(principal, "permission.grant", grantee, refusal, request_id)
+            raise
+
+    async def check(
+        self, principal: Principal, chitty_id: str, permission: str, resource: str
+    ) -> GrantRow | None:
+        """The oldest live grant covering (permission, resource) for ``chitty_id``, or None.
+
+        Raises:
+            PermissionDenied: checking someone else without ``authorizations:check``,
+                ``authorizations:grant`` or admin.
+        """
+        chitty_id = _check_chitty_id(chitty_id or _own_id(principal), "chitty_id")
+        permission = check_permission_name(permission)
+        if resource != "*":
+            check_resource(resource)
+        if chitty_id != _own_id(principal):
+            principal.require_scope(CHECK_SCOPE, GRANT_SCOPE)
+        async with self._store.read() as reader:
+            grants = await repo.live_grants_of(reader, chitty_id, self._clock.now())
+        for grant in grants:
+            if covers(grant, permission, "" if resource == "*" else resource):
+                return grant
+        return None
+
+    async def list_grants(
+        self,
+        principal: Principal,
+        chitty_id: str,
+        *,
+        page_size: int,
+        page_token: str,
+        include_inactive: bool,
+    ) -> PermissionPage:
+        """A page of the grants ``chitty_id`` holds (the caller's own, or any for an admin).
+
+        Raises:
+            PermissionDenied: another's grants without admin.
+            InvalidRequest: a bad page size or page token.
+        """
+        chitty_id = _check_chitty_id(chitty_id or _own_id(principal), "chitty_id")
+        if chitty_id != _own_id(principal) and not principal.is_admin:
+            raise PermissionDenied("only an admin may list another's grants")
+        if page_size < 0:
+            raise InvalidRequest("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _decode_page_token(page_token, chitty_id, include_inactive)
+        async with self._store.read() as reader:
+            rows = await repo.page_of(
+                reader,
+                chitty_id,
+                after=after,
+                limit=size + 1,
+                include_inactive=include_inactive,
+                now=self._clock.now(),
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        token = ""
+        if more:
+            last = rows[-1]
+            token = _encode_page_token(chitty_id, include_inactive, last.created_at, last.grant_id)
+        return PermissionPage(tuple(rows), token)
+
+    async def revoke(self, principal: Principal, grant_id: str, *, request_id: str) -> GrantRow:
+        """Revokes a grant (its grantor or an admin); revoking it again returns it unchanged.
+
+        Raises:
+            NotFound: no such grant, or the caller may not see it.
+        """
+        try:
+            if not _GRANT_ID.fullmatch(grant_id):
+                raise NotFound("no such grant")
+            async with self._store.transaction() as tx:
+                grant = await repo.get_grant(tx, grant_id)
+                if grant is None or not (principal.is_admin or grant.grantor == _own_id(principal)):
+                    raise NotFound("no such grant")
+                if grant.revoked_at is not None:
+                    return grant
+                await repo.mark_revoked(tx, grant_id, tx.now, principal.subject)
+                await tx.append_change("permission.revoked", grant_id, {"grantee": grant.grantee})
+                await tx.audit(
+                    AuditRecord(
+                        actor=principal.subject,
+                        subject=grant.grantee,
+                        action="permission.revoke",
+                        outcome="success",
+                        resource=grant_id,
+                        request_id=request_id,
+                    )
+                )
+                revoked = await repo.get_grant(tx, grant_id)
+            assert revoked is not None
+            return revoked
+        except DomainError as refusal:
+            await self._audit_refusal(principal, "permission.revoke", "", refusal, request_id)
+            raise
+
+    def _require_grant_right(self, principal: Principal, resource: str, grantor: str) -> None:
+        if grantor != _own_id(principal) and not principal.is_admin:
+            raise PermissionDenied(
+                "only an admin may grant on behalf of another ChittyID",
+                reason="GRANTOR_MISMATCH",
+            )
+        scopes: Sequence[str] = (GRANT_SCOPE, f"grant:{resource or '*'}")
+        principal.require_scope(*scopes)
+
+    async def _audit_refusal(
+        self,
+        principal: Principal,
+        action: str,
+        subject: str,
+        refusal: DomainError,
+        request_id: str,
+    ) -> None:
+        async with self._store.transaction() as tx:
+            await tx.audit(
+                AuditRecord(
+                    actor=principal.subject,
+                    subject=subject[:MAX_CHITTY_ID_CHARS] or principal.subject,
+                    action=action,
+                    outcome="failure",
+                    request_id=request_id,
+                    attributes={"reason": refusal.reason},
+                )
+            )
+
+
+def _encode_page_token(chitty_id: str, inactive: bool, created_at: float, grant_id: str) -> str:
+    raw = json.dumps([chitty_id, inactive, created_at, grant_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, chitty_id: str, inactive: bool) -> tuple[float, str] | None:
+    if not token:
+        return None
+    bad = InvalidRequest("page_token is not valid", reason="INVALID_PAGE_TOKEN")
+    if len(token) > 1024:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        owner, was_inactive, created_at, grant_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise bad from None
+    # A token from another listing (other owner or filter) is not a position in this one.
+    if owner != chitty_id or was_inactive != inactive:
+        raise bad
+    if not isinstance(created_at, int | float) or not isinstance(grant_id, str):
+        raise bad
+    return float(created_at), grant_id

@@ -1,0 +1,374 @@
+"""The HTTP side of the server: one aiohttp application, served in the same process.
+
+Routes, most specific first; the transcoder answers everything else:
+
+- ``/healthz``, ``/metrics``, ``/openapi.json``, ``/jwks.json`` (and
+  ``/.well-known/jwks.json``), ``/.well-known/oauth-authorization-server``
+- the OAuth endpoints ``/token``, ``/introspect``, ``/revoke`` (``http/oauth.py``)
+- the legacy routes ``/v1/tokens/validate``, ``/v1/api-keys/validate``, ``/health``
+  (``http/legacy.py``)
+- ``/{tail}``: the google.api.http transcoder, over a channel to our own gRPC port.
+
+One middleware does what every route needs: a request id (the caller's ``X-Request-Id`` when
+it is usable, else a fresh one, forwarded to gRPC and echoed on the response), the body size
+limit, metrics, rendering refusals in the route's style (``http/errors.py``), and turning an
+unexpected exception into a 500 that shows only the request id. CORS headers come from
+``[http] cors_origins`` only (the transcoder adds the same ones to its own responses).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+from grpc import aio
+from multidict import CIMultiDict
+
+import chittyauth
+from chittyauth.config import Config
+from chittyauth.domain.errors import DomainError
+from chittyauth.domain.grants import MachineGrants
+from chittyauth.domain.oauth import OAuthFlows
+from chittyauth.domain.tokens import TokenService
+from chittyauth.http.errors import (
+    REQUEST_ID,
+    ErrorStyle,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    internal_error,
+    json_response,
+    render,
+)
+from chittyauth.http.legacy import LegacyRoutes
+from chittyauth.http.metrics import Metrics
+from chittyauth.http.oauth import ClientLookup, OAuthEndpoints, authorization_scheme
+from chittyauth.http.openapi import build_openapi
+from chittyauth.http.transcoder import Transcoder
+from chittyauth.logs import request_id_var
+from chittyauth.rpc.health import SERVING
+from chittyauth.rpc.services import ALL_SERVICES
+from chittyauth.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_REQUEST_ID_LENGTH = 128
+TRANSCODED_ROUTE = "transcoded"
+JWKS_CACHE_CONTROL = "public, max-age=300"
+# Request headers a browser may send cross-origin to the routes served here.
+CORS_REQUEST_HEADERS = "authorization, content-type, x-request-id"
+CORS_MAX_AGE_S = 600
+
+
+class HealthLike(Protocol):
+    def status(self, service: str) -> int: ...
+
+
+class JwksSource(Protocol):
+    def jwks(self) -> list[dict[str, str]]: ...
+
+
+class ServerParts(Protocol):
+    """What the shim needs of the server (``chittyauth.app.Server`` once started)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def grpc_target(self) -> str: ...
+
+    @property
+    def health(self) -> HealthLike: ...
+
+    @property
+    def store(self) -> SqliteStore: ...
+
+    @property
+    def tokens(self) -> TokenService: ...
+
+    @property
+    def keys(self) -> JwksSource: ...
+
+    @property
+    def grants(self) -> MachineGrants: ...
+
+    @property
+    def oauth(self) -> OAuthFlows: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+
+@dataclass(frozen=True)
+class _Route:
+    path: str
+    handlers: Mapping[str, Handler]
+    style: ErrorStyle
+
+
+class HttpShim:
+    """Builds the aiohttp application for a server and runs it.
+
+    Args:
+        server: The (started) server whose domain objects the routes call. Its client
+            registry, ``server.clients``, is looked up per request, so one attached after
+            start-up is used as soon as it exists.
+    """
+
+    def __init__(self, server: ServerParts) -> None:
+        self._server = server
+        self._config = server.config
+        self._channel: aio.Channel | None = None
+        self._runner: web.AppRunner | None = None
+        self._styles: dict[str, ErrorStyle] = {}
+        self._openapi: bytes | None = None
+        self.app: web.Application | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Binds ``host:port`` (0 = ephemeral) and serves; returns the bound port.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        grpc_config = self._config.grpc
+        self._channel = aio.insecure_channel(
+            self._server.grpc_target,
+            options=[
+                ("grpc.max_send_message_length", grpc_config.max_message_bytes),
+                ("grpc.max_receive_message_length", grpc_config.max_message_bytes),
+            ],
+        )
+        self.app = self._build(self._channel)
+        self._runner = web.AppRunner(
+            self.app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=grpc_config.grace_period_s,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_port=False)
+        try:
+            await site.start()
+        except OSError:
+            await self.stop()
+            raise
+        bound = self._runner.addresses[0]
+        log.info("http serving", extra={"http": f"{host}:{bound[1]}"})
+        return int(bound[1])
+
+    async def stop(self) -> None:
+        """Stops accepting, lets in-flight requests finish (up to the grace period), closes."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _build(self, channel: aio.Channel) -> web.Application:
+        server = self._server
+        http_config = self._config.http
+        metrics = server.metrics
+        oauth = OAuthEndpoints(
+            config=self._config,
+            store=server.store,
+            tokens=server.tokens,
+            grants=server.grants,
+            flows=server.oauth,
+            clients=self._clients,
+            metrics=metrics,
+        )
+        legacy = LegacyRoutes(
+            tokens=server.tokens,
+            serving=self._serving,
+            metrics=metrics,
+            max_body_bytes=http_config.max_body_bytes,
+        )
+        status, oauth_style, legacy_style = ErrorStyle.STATUS, ErrorStyle.OAUTH, ErrorStyle.LEGACY
+        routes = [
+            _Route("/healthz", {"GET": self._healthz}, status),
+            _Route("/metrics", {"GET": self._metrics}, status),
+            _Route("/openapi.json", {"GET": self._openapi_json}, status),
+            _Route("/jwks.json", {"GET": self._jwks}, status),
+            _Route("/.well-known/jwks.json", {"GET": self._jwks}, status),
+            _Route(
+                "/.well-known/oauth-authorization-server", {"GET": oauth.metadata_handler}, status
+            ),
+            _Route("/token", {"POST": oauth.token}, oauth_style),
+            _Route("/introspect", {"POST": oauth.introspect}, oauth_style),
+            _Route("/revoke", {"POST": oauth.revoke}, oauth_style),
+            _Route("/v1/tokens/validate", {"POST": legacy.validate_token}, legacy_style),
+            _Route("/v1/api-keys/validate", {"POST": legacy.validate_api_key}, legacy_style),
+            _Route("/health", {"GET": legacy.health}, status),
+        ]
+        app = web.Application(middlewares=[self._edge], client_max_size=http_config.max_body_bytes)
+        app.on_response_prepare.append(self._add_headers)
+        for route in routes:
+            self._add(app, route)
+        transcoder = Transcoder([spec.descriptor for spec in ALL_SERVICES], channel, http_config)
+        # Last, so every route above wins over the catch-all.
+        app.router.add_route("*", "/{tail:.*}", transcoder)
+        return app
+
+    def _add(self, app: web.Application, route: _Route) -> None:
+        resource = app.router.add_resource(route.path)
+        methods = dict(route.handlers)
+        if "GET" in methods:
+            methods.setdefault("HEAD", methods["GET"])
+        for method, handler in methods.items():
+            resource.add_route(method, handler)
+        allow = ", ".join(sorted(methods))
+
+        async def other_method(request: web.Request) -> web.StreamResponse:
+            if request.method == "OPTIONS":
+                return self._preflight(request, allow)
+            raise MethodNotAllowed(request.method, request.path, allow)
+
+        # Any other method is answered here rather than falling through to the transcoder.
+        resource.add_route("*", other_method)
+        self._styles[resource.canonical] = route.style
+
+    def _clients(self) -> ClientLookup | None:
+        registry: ClientLookup | None = getattr(self._server, "clients", None)
+        return registry
+
+    def _serving(self) -> bool:
+        return bool(self._server.health.status("") == SERVING)
+
+    # -- the middleware -----------------------------------------------------------------------
+
+    @web.middleware
+    async def _edge(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = _usable_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
+        request[REQUEST_ID] = request_id
+        if request.headers.get(REQUEST_ID_HEADER) != request_id:
+            # The transcoder forwards x-request-id, so the gRPC side logs the same id.
+            headers = CIMultiDict(request.headers)
+            headers[REQUEST_ID_HEADER] = request_id
+            request = request.clone(headers=headers)
+        resource = request.match_info.route.resource
+        canonical = resource.canonical if resource is not None else ""
+        route_label = canonical if canonical in self._styles else TRANSCODED_ROUTE
+        style = self._styles.get(canonical, ErrorStyle.STATUS)
+        reset = request_id_var.set(request_id)
+        status = 500
+        try:
+            response = await self._answer(request, handler, style, request_id)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            request_id_var.reset(reset)
+            self._server.metrics.observe_http(
+                route_label, request.method, status, time.perf_counter() - started
+            )
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, style: ErrorStyle, request_id: str
+    ) -> web.StreamResponse:
+        limit = self._config.http.max_body_bytes
+        try:
+            if request.content_length is not None and request.content_length > limit:
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            return await handler(request)
+        except DomainError as refusal:
+            return render(refusal, style, auth_scheme=authorization_scheme(request))
+        except web.HTTPException:
+            raise
+        except Exception:  # the last line of defence: log it, show only the request id
+            log.exception("unexpected error in HTTP handler", extra={"path": request.path})
+            return internal_error(style, request_id)
+
+    async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every response, streams included: the request id and, if allowed, CORS."""
+        request_id = request.get(REQUEST_ID, "")
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        for name, value in self._cors_headers(request).items():
+            response.headers.setdefault(name, value)
+        if self._config.http.cors_origins:
+            # The answer depends on Origin: a shared cache must not hand one origin's to another.
+            response.headers.setdefault("Vary", "Origin")
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        # Same rule as the transcoder: echo a configured origin; never Allow-Credentials,
+        # so even a configured "*" cannot hand out credentialed cross-origin access.
+        origin = request.headers.get("Origin", "")
+        allowed = self._config.http.cors_origins
+        if not origin or not (origin in allowed or "*" in allowed):
+            return {}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": "X-Request-Id, Retry-After, WWW-Authenticate",
+            "Vary": "Origin",
+        }
+
+    def _preflight(self, request: web.Request, allow: str) -> web.Response:
+        headers = {"Allow": allow}
+        if self._cors_headers(request):
+            headers["Access-Control-Allow-Methods"] = allow
+            headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
+            headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+        return web.Response(status=204, headers=headers)
+
+    # -- the plain routes ---------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        serving = self._serving()
+        return json_response(
+            {"status": "SERVING" if serving else "NOT_SERVING"},
+            status=200 if serving else 503,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self._server.metrics.render()
+        return web.Response(
+            body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"}
+        )
+
+    async def _openapi_json(self, request: web.Request) -> web.Response:
+        if self._openapi is None:
+            document = build_openapi(
+                [spec.descriptor for spec in ALL_SERVICES],
+                title="ChittyAuth",
+                version=chittyauth.__version__,
+                server_url=self._config.tokens.issuer,
+            )
+            self._openapi = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        return web.Response(
+            body=self._openapi,
+            content_type="application/json",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        # Keys are published a day before they sign, so a short cache never misses a kid.
+        return json_response(
+            {"keys": self._server.keys.jwks()}, headers={"Cache-Control": JWKS_CACHE_CONTROL}
+        )
+
+
+def _usable_request_id(presented: str) -> str:
+    """The caller's request id if it is short printable ASCII, else a fresh one."""
+    if (
+        presented
+        and len(presented) <= MAX_REQUEST_ID_LENGTH
+        and presented.isascii()
+        and presented.isprintable()
+    ):
+        return presented
+    return secrets.token_hex(8)
