@@ -162,13 +162,28 @@ async def _mode_sync_state(job: dict[str, Any], channel: aio.Channel) -> dict[st
         request_serializer=sync_service_pb2.PutSessionStateRequest.SerializeToString,
         response_deserializer=sync_service_pb2.PutSessionStateResponse.FromString,
     )
+    stub_get = channel.unary_unary(
+        "/chitty.auth.v1.SyncService/GetSessionState",
+        request_serializer=sync_service_pb2.GetSessionStateRequest.SerializeToString,
+        response_deserializer=sync_service_pb2.GetSessionStateResponse.FromString,
+    )
     users = job["users"]
-    versions = [int(u.get("version", 0)) for u in users]
+    # Each run reads the version it continues from: an earlier run has already written.
+    versions: list[int | None] = [None] * len(users)
     data = b"x" * int(job.get("state_bytes", 1024))
 
     async def call(worker: int, n: int) -> None:
-        user = users[worker % len(users)]
+        slot = worker % len(users)
+        user = users[slot]
         metadata = (("authorization", f"Bearer {user['token']}"),)
+        if versions[slot] is None:
+            current = await stub_get(
+                sync_service_pb2.GetSessionStateRequest(
+                    name=user["session"], mcp_server=job["mcp_server"]
+                ),
+                metadata=metadata,
+            )
+            versions[slot] = int(current.state.version)
         await stub_sync(
             sync_service_pb2.SyncSessionRequest(
                 name=user["session"], mcp_servers=[job["mcp_server"]]
@@ -180,12 +195,12 @@ async def _mode_sync_state(job: dict[str, Any], channel: aio.Channel) -> dict[st
                 name=user["session"],
                 mcp_server=job["mcp_server"],
                 data=data,
-                expected_version=versions[worker],
+                expected_version=versions[slot],
                 device_id=user["device"],
             ),
             metadata=metadata,
         )
-        versions[worker] = _version_of(reply, versions[worker] + 1)
+        versions[slot] = _version_of(reply, (versions[slot] or 0) + 1)
 
     return await _drive(job, call)
 
