@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -186,3 +187,28 @@ async def test_two_processes_extend_one_audit_chain(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_cancelled_transactions_leave_the_store_usable(tmp_path: Path) -> None:
+    """Callers whose deadline passes mid-transaction must not wedge the writer connection."""
+    store = await open_store(tmp_path / "a.db")
+
+    async def write(i: int) -> None:
+        async with store.transaction() as tx:
+            await tx.append_change("k", str(i), {})
+            await tx.audit(AuditRecord("system", "s", "test.write", "success"))
+
+    try:
+        for _ in range(20):
+            tasks = [asyncio.create_task(write(i)) for i in range(20)]
+            await asyncio.sleep(0.001)
+            for task in tasks[::2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await write(999)  # the store still takes transactions
+        assert (await store.verify_audit_log()).valid
+        changes = await store.changes_after(0, limit=10_000)
+        events = await store.list_audit_events(AuditQuery(limit=10_000))
+        assert len(changes) == len(events)  # every commit wrote both, or neither
+    finally:
+        await store.close()

@@ -178,6 +178,8 @@ class SqliteStore:
         self._write_lock = asyncio.Lock()
         self._audit_head: tuple[int, str] = (0, GENESIS_HASH)
         self._commit_listeners: list[Callable[[], None]] = []
+        # Set when a transaction statement was cancelled mid-flight (a caller's deadline).
+        self._interrupted = False
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -248,20 +250,43 @@ class SqliteStore:
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
         conn = self._require_writer()
         async with self._write_lock:
-            await conn.execute("BEGIN IMMEDIATE")
+            if self._interrupted:
+                await self._recover(conn)
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except asyncio.CancelledError:
+                # The statement still runs on aiosqlite's thread: clean up before the next one.
+                self._interrupted = True
+                raise
             tx = SqliteTransaction(self, conn)
             try:
                 yield tx
             except BaseException:
-                await conn.execute("ROLLBACK")
+                try:
+                    await conn.execute("ROLLBACK")
+                except asyncio.CancelledError:
+                    self._interrupted = True
+                    raise
                 raise
-            await conn.execute("COMMIT")
+            try:
+                await conn.execute("COMMIT")
+            except asyncio.CancelledError:
+                self._interrupted = True
+                raise
             self._audit_head = tx._audit_head
         for callback in (*tx.after_commit, *self._commit_listeners):
             try:
                 callback()
             except Exception:  # a listener's bug must not undo a committed change
                 log.exception("commit listener failed")
+
+    async def _recover(self, conn: aiosqlite.Connection) -> None:
+        """After a cancelled BEGIN/COMMIT/ROLLBACK: wait for it, then end any open transaction."""
+        # aiosqlite runs statements in order, so this waits for the interrupted one.
+        await conn.execute("SELECT 1")
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
+        self._interrupted = False
 
     def add_commit_listener(self, callback: Callable[[], None]) -> None:
         """Calls ``callback`` after every commit (the change feed uses it to wake up)."""
