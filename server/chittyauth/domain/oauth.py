@@ -319,7 +319,9 @@ class OAuthFlows:
             row = await rows.refresh_by_hash(tx, ids.secret_hash(refresh_token))
             if row is None or row.client_id != client.client_id:
                 failure = InvalidGrant("the refresh token is not valid")
-            elif row.family_id in self._tokens.revocations.family:
+            elif row.family_id in self._tokens.revocations.family or (
+                row.session_id and row.session_id in self._tokens.revocations.sid
+            ):
                 failure = InvalidGrant("the refresh token was revoked")
             elif tx.now >= row.expires_at:
                 failure = InvalidGrant("the refresh token has expired")
