@@ -20,14 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from chittyauth.domain import chittyid, ids
-from chittyauth.domain.clients import (
-    MAX_SCOPE_LENGTH,
-    TokenRevoker,
-    check_scope_token,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-)
+from chittyauth.domain.clients import MAX_SCOPE_LENGTH, TokenRevoker, check_scope_token
 from chittyauth.domain.errors import (
     DomainError,
     FailedPrecondition,
@@ -35,6 +28,7 @@ from chittyauth.domain.errors import (
     NotFound,
     PermissionDenied,
 )
+from chittyauth.domain.paging import decode_page_token, encode_page_token, page_size
 from chittyauth.domain.principal import Principal
 from chittyauth.store import apikeys as rows
 from chittyauth.store.apikeys import ApiKeyRow

@@ -9,11 +9,8 @@ current from the change log (kinds ``client.*``) for changes made elsewhere.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hmac
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -31,6 +28,7 @@ from chittyauth.domain.errors import (
     InvalidScope,
     NotFound,
 )
+from chittyauth.domain.paging import decode_page_token, encode_page_token, page_size
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.revocation import RevocationSets
 from chittyauth.store import clients as rows
@@ -78,9 +76,6 @@ MAX_SCOPE_LENGTH = 128
 MAX_CAPABILITIES = 50
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-MAX_PAGE_TOKEN_LENGTH = 1024
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:~-]*")
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -372,44 +367,6 @@ def check_operator_secret(secret: str) -> str:
             reason="WEAK_CLIENT_SECRET",
         )
     return secret
-
-
-# -- paging -------------------------------------------------------------------------------
-
-
-def page_size(requested: int) -> int:
-    """The page size to use: default for 0, at most MAX_PAGE_SIZE; negative is refused."""
-    if requested < 0:
-        raise InvalidRequest("page_size must not be negative", reason="INVALID_PAGE_SIZE")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def encode_page_token(create_time: float, item_id: str) -> str:
-    """An opaque token for the position after (create_time, item_id)."""
-    raw = json.dumps([create_time, item_id], separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def decode_page_token(token: str) -> tuple[float, str] | None:
-    """The position in ``token``; None for ''. Raises InvalidRequest for anything else bad."""
-    if not token:
-        return None
-    try:
-        if len(token) > MAX_PAGE_TOKEN_LENGTH:
-            raise ValueError("too long")
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        value = json.loads(raw)
-        if (
-            isinstance(value, list)
-            and len(value) == 2
-            and isinstance(value[0], int | float)
-            and not isinstance(value[0], bool)
-            and isinstance(value[1], str)
-        ):
-            return (float(value[0]), value[1])
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        pass
-    raise InvalidRequest("page_token is not valid", reason="INVALID_PAGE_TOKEN")
 
 
 # -- the registry -------------------------------------------------------------------------

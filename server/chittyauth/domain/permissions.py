@@ -17,15 +17,13 @@ single indexed query over the grantee's live grants and is not audited (it chang
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chittyauth.clock import Clock
+from chittyauth.domain import paging
 from chittyauth.domain.errors import (
     DomainError,
     InvalidRequest,
@@ -46,8 +44,6 @@ CHECK_SCOPE = "authorizations:check"
 MAX_PERMISSION_CHARS = 128
 MAX_RESOURCE_CHARS = 512
 MAX_CHITTY_ID_CHARS = 128
-MAX_PAGE_SIZE = 500
-DEFAULT_PAGE_SIZE = 50
 _PERMISSION = re.compile(r"\*|[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*(:\*)?")
 _RESOURCE_CHARS = re.compile(r"[^\s\x00-\x1f\x7f*]+")
 _GRANT_ID = re.compile(r"prm_[A-Za-z0-9_-]{1,64}")
@@ -243,10 +239,9 @@ class PermissionRegistry:
         chitty_id = _check_chitty_id(chitty_id or _own_id(principal), "chitty_id")
         if chitty_id != _own_id(principal) and not principal.is_admin:
             raise PermissionDenied("only an admin may list another's grants")
-        if page_size < 0:
-            raise InvalidRequest("page_size must not be negative", reason="INVALID_PAGE_SIZE")
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _decode_page_token(page_token, chitty_id, include_inactive)
+        size = paging.page_size(page_size)
+        scope = (chitty_id, include_inactive)
+        after = paging.decode_page_token(page_token, scope)
         async with self._store.read() as reader:
             rows = await repo.page_of(
                 reader,
@@ -261,7 +256,7 @@ class PermissionRegistry:
         token = ""
         if more:
             last = rows[-1]
-            token = _encode_page_token(chitty_id, include_inactive, last.created_at, last.grant_id)
+            token = paging.encode_page_token(last.created_at, last.grant_id, scope)
         return PermissionPage(tuple(rows), token)
 
     async def revoke(self, principal: Principal, grant_id: str, *, request_id: str) -> GrantRow:
@@ -326,27 +321,3 @@ class PermissionRegistry:
                     attributes={"reason": refusal.reason},
                 )
             )
-
-
-def _encode_page_token(chitty_id: str, inactive: bool, created_at: float, grant_id: str) -> str:
-    raw = json.dumps([chitty_id, inactive, created_at, grant_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, chitty_id: str, inactive: bool) -> tuple[float, str] | None:
-    if not token:
-        return None
-    bad = InvalidRequest("page_token is not valid", reason="INVALID_PAGE_TOKEN")
-    if len(token) > 1024:
-        raise bad
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        owner, was_inactive, created_at, grant_id = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise bad from None
-    # A token from another listing (other owner or filter) is not a position in this one.
-    if owner != chitty_id or was_inactive != inactive:
-        raise bad
-    if not isinstance(created_at, int | float) or not isinstance(grant_id, str):
-        raise bad
-    return float(created_at), grant_id

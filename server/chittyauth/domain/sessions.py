@@ -15,9 +15,6 @@ the session does not exist. Every change commits with its change-log entry
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -27,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 from chittyauth.clock import Clock
 from chittyauth.config import Config, SessionConfig, TokenConfig
+from chittyauth.domain import paging
 from chittyauth.domain.changefeed import ChangeFeed
 from chittyauth.domain.errors import (
     Aborted,
@@ -80,9 +78,6 @@ MAX_SERVERS_PER_REQUEST = 32
 MAX_REMOVALS_PER_REQUEST = 32
 MAX_DISPLAY_NAME_CHARS = 200
 MAX_CHITTY_ID_CHARS = 128
-MAX_PAGE_TOKEN_CHARS = 512
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 _PRUNE_EVERY_S = 3600.0
 
@@ -360,10 +355,9 @@ class SessionService:
         """
         owner = chitty_id or principal.subject
         _check_chitty_id(owner)
-        if page_size < 0:
-            raise InvalidRequest("page_size must not be negative", reason="INVALID_PAGE_SIZE")
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _decode_page_token(page_token, owner, include_ended) if page_token else None
+        size = paging.page_size(page_size)
+        scope = (owner, include_ended)
+        after = paging.decode_page_token(page_token, scope)
         async with self._attempt(principal, "session.list", request_id) as attempt:
             attempt.subject = owner
             _require_owner_or_admin(principal, owner)
@@ -375,7 +369,7 @@ class SessionService:
         next_token = ""
         if len(rows) > size:
             last = rows[size - 1]
-            next_token = _encode_page_token(owner, include_ended, last.created_at, last.session_id)
+            next_token = paging.encode_page_token(last.created_at, last.session_id, scope)
         return SessionPage(tuple(rows[:size]), next_token)
 
     # -- ending --------------------------------------------------------------------------
@@ -927,7 +921,7 @@ class SessionService:
                 idle_before=now - self.policy.idle_timeout_s,
                 now=now,
                 chitty_id=chitty_id,
-                limit=MAX_PAGE_SIZE,
+                limit=paging.MAX_PAGE_SIZE,
             )
         if not due:
             return
@@ -1087,28 +1081,3 @@ def _check_removals(device_ids: Sequence[str]) -> list[str]:
     for device_id in device_ids:
         _check_device_id(device_id)
     return list(dict.fromkeys(device_ids))
-
-
-def _encode_page_token(chitty_id: str, include_ended: bool, created_at: float, sid: str) -> str:
-    raw = json.dumps([chitty_id, include_ended, created_at, sid], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, chitty_id: str, include_ended: bool) -> tuple[float, str]:
-    bad = InvalidRequest("page_token is not valid for this query", reason="INVALID_PAGE_TOKEN")
-    if len(token) > MAX_PAGE_TOKEN_CHARS:
-        raise bad
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        owner, ended, created_at, sid = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise bad from exc
-    if (
-        owner != chitty_id
-        or ended is not include_ended
-        or not isinstance(created_at, int | float)
-        or isinstance(created_at, bool)
-        or not isinstance(sid, str)
-    ):
-        raise bad
-    return float(created_at), sid

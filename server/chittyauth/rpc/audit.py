@@ -8,9 +8,9 @@ from grpc import aio
 
 from chitty.auth.v1 import audit_pb2, audit_service_pb2, audit_service_pb2_grpc
 from chittyauth.domain.errors import InvalidRequest
+from chittyauth.domain.paging import decode_page_token, encode_page_token, page_size
 from chittyauth.rpc.auth import PrincipalResolver, caller
 from chittyauth.rpc.convert import seconds, timestamp
-from chittyauth.rpc.paging import decode_token, encode_token, page_size
 from chittyauth.store.protocol import AuditQuery, Outcome, StoredAuditEvent
 from chittyauth.store.sqlite import SqliteStore
 
@@ -55,9 +55,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     ) -> audit_service_pb2.ListAuditEventsResponse:
         caller(self._resolver).require_scope("audit:read")
         size = page_size(request.page_size, default=100, maximum=1000)
-        position = decode_token(request.page_token)
-        if position and not position.isdigit():
-            raise InvalidRequest("page_token is not valid", reason="INVALID_PAGE_TOKEN")
+        position = decode_page_token(request.page_token, ("audit",))
         if request.outcome not in _OUTCOMES:
             raise InvalidRequest("unknown outcome", reason="INVALID_OUTCOME")
         query = AuditQuery(
@@ -67,7 +65,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
             outcome=_OUTCOMES[request.outcome],
             start_time=seconds(request.start_time) if request.HasField("start_time") else None,
             end_time=seconds(request.end_time) if request.HasField("end_time") else None,
-            after_seq=int(position or 0),
+            after_seq=int(position[0]) if position else 0,
             limit=size + 1,
         )
         events = await self._store.list_audit_events(query)
@@ -75,7 +73,9 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         events = events[:size]
         return audit_service_pb2.ListAuditEventsResponse(
             events=[event_message(e) for e in events],
-            next_page_token=encode_token(str(events[-1].seq)) if more and events else "",
+            next_page_token=(
+                encode_page_token(events[-1].seq, "", ("audit",)) if more and events else ""
+            ),
         )
 
     async def VerifyAuditLog(
