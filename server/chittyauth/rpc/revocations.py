@@ -2,7 +2,7 @@
 
 The hub subscribes once to the server's ``ChangeFeed`` for ``revocation.added`` and copies
 each change into the bounded buffer of every open stream. A stream never misses or repeats an
-event, by the same three steps as WatchSessions (``domain/watch.py``):
+event, by the change-log streaming shared with WatchSessions (``domain/fanout.py``):
 
 1. it registers its buffer first, so every change the feed delivers from then on reaches it;
 2. it sends what happened before: with an empty cursor, every revocation still in force (read
@@ -24,25 +24,25 @@ contract and are not streamed; the verifier cannot refuse those tokens offline.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from chitty.auth.v1 import auth_service_pb2, token_pb2
 from chittyauth.clock import Clock
-from chittyauth.domain.changefeed import ChangeFeed
-from chittyauth.domain.errors import InvalidRequest, OutOfRange, PermissionDenied
+from chittyauth.domain.errors import OutOfRange, PermissionDenied
+from chittyauth.domain.fanout import (
+    ChangeStreams,
+    Heartbeat,
+    Watcher,
+    decode_cursor,
+    encode_cursor,
+)
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.revocation import CHANGE_KIND
-from chittyauth.domain.watch import decode_cursor, encode_cursor
 from chittyauth.rpc.convert import timestamp
 from chittyauth.store.protocol import Change
 from chittyauth.store.sqlite import SqliteReader, SqliteStore
-
-log = logging.getLogger(__name__)
 
 WATCH_SCOPES = ("revocations:read", "introspect")
 DEFAULT_HEARTBEAT_S = 5.0
@@ -115,35 +115,15 @@ def _from_change(change: Change) -> Revocation | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    """Nothing new: the stream is caught up to ``position`` at ``time``."""
-
-    position: int
-    time: float
-
-
-class _Watcher:
-    __slots__ = ("buffer", "limit", "overflowed", "wake")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.buffer: deque[Change] = deque()
-        self.overflowed = False
-        self.wake = asyncio.Event()
-
-    def offer(self, change: Change) -> None:
-        if self.overflowed:
-            return  # the resync reads it from the log
-        if len(self.buffer) >= self.limit:
-            self.buffer.clear()  # bound memory: resync from the log instead
-            self.overflowed = True
-        else:
-            self.buffer.append(change)
-        self.wake.set()
+def _revocations_out_of_range(position: int, first: int) -> OutOfRange:
+    return OutOfRange(
+        "cursor is older than the retained change log; watch again with an empty"
+        " cursor to receive every revocation in force",
+        reason="CURSOR_EXPIRED",
+    )
 
 
-class RevocationHub:
+class RevocationHub(ChangeStreams):
     """Fans ``revocation.added`` changes out to WatchRevocations streams."""
 
     def __init__(
@@ -155,30 +135,20 @@ class RevocationHub:
         buffer_size: int = 4096,
         replay_batch: int = 1000,
     ) -> None:
-        self._store = store
-        self._clock = clock
-        # Public so an operator (or a test) can tighten it on a running server.
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self._buffer_size = buffer_size
-        self._replay_batch = replay_batch
-        self._feed: ChangeFeed | None = None
-        self._watchers: set[_Watcher] = set()
-        self._closed = False
+        async def read_batch(position: int, limit: int) -> list[Change]:
+            return await store.changes_after(position, kinds=(CHANGE_KIND,), limit=limit)
 
-    @property
-    def watcher_count(self) -> int:
-        return len(self._watchers)
-
-    def attach(self, feed: ChangeFeed) -> None:
-        """Subscribes to the server's change feed (once, before the feed starts)."""
-        self._feed = feed
-        feed.subscribe((CHANGE_KIND,), self._deliver)
-
-    def close(self) -> None:
-        """Ends every stream cleanly (at shutdown) and refuses new ones."""
-        self._closed = True
-        for watcher in self._watchers:
-            watcher.wake.set()
+        super().__init__(
+            store,
+            clock,
+            prefix=CHANGE_KIND,
+            read_batch=read_batch,
+            out_of_range=_revocations_out_of_range,
+            heartbeat_interval_s=heartbeat_interval_s,
+            buffer_size=buffer_size,
+            replay_batch=replay_batch,
+        )
+        self._revocation_store = store
 
     async def watch(self, cursor: str) -> AsyncGenerator[Revocation | Heartbeat, None]:
         """Revocations from ``cursor`` (empty: all in force), then live, with heartbeats.
@@ -188,104 +158,37 @@ class RevocationHub:
             OutOfRange: the cursor is older than the retained change log.
         """
         after = decode_cursor(cursor) if cursor else None
-        if self._feed is None:
-            raise RuntimeError("RevocationHub.attach was not called")
-        if self._closed:
+        if self.closed:
             return
-        watcher = _Watcher(self._buffer_size)
-        self._watchers.add(watcher)  # before any read: nothing committed later is missed
+        watcher = Watcher(self.buffer_size, lambda change: _from_change(change) is not None)
+        self.register(watcher)  # before any read: nothing committed later is missed
         try:
+            # What the snapshot already sent; the replay after it may repeat some of it.
+            covered: dict[tuple[str, str], float] = {}
             if after is None:
-                scanned = await self._store.last_change_seq()
-                # Snapshot rows may include revocations committed after `scanned`; the replay
-                # below would send them again, so remember what the snapshot covered.
-                async with self._store.read() as reader:
+                position = await self._revocation_store.last_change_seq()
+                async with self._revocation_store.read() as reader:
                     snapshot = await revocations_in_force(reader, self._clock.now())
-                sent = {(r.kind, r.value): r.until for r in snapshot}
+                covered = {(r.kind, r.value): r.until for r in snapshot}
                 for item in snapshot:
                     yield item
-                yield Heartbeat(scanned, self._clock.now())
+                yield Heartbeat(position, self._clock.now())
             else:
-                scanned, sent = after, {}
-                await self._check_retained(after)
-            replay = True
-            while not self._closed:
-                if replay:
-                    watcher.buffer.clear()
-                    watcher.overflowed = False
-                    async for change in self._replay(scanned):
-                        scanned = change.seq
-                        replayed = _from_change(change)
-                        if replayed is not None and (
-                            sent.get((replayed.kind, replayed.value), 0.0) < replayed.until
-                        ):
-                            yield replayed
-                    sent = {}  # past the snapshot's horizon: the log alone is the truth
-                    replay = False
-                async with contextlib.aclosing(self._live(watcher, scanned)) as live:
-                    async for out in live:
-                        if isinstance(out, Revocation):
-                            scanned = out.seq
-                        yield out
-                if watcher.overflowed:
-                    log.info("revocation watcher fell behind; resyncing from the change log")
-                    await self._check_retained(scanned)
-                    replay = True
+                position = after
+            items = self.follow(watcher, position, replay=True)
+            async with contextlib.aclosing(items):
+                async for entry in items:
+                    if isinstance(entry, Heartbeat):
+                        covered = {}  # caught up past the snapshot's horizon
+                        yield entry
+                        continue
+                    revocation = _from_change(entry)
+                    if revocation is not None and (
+                        covered.get((revocation.kind, revocation.value), 0.0) < revocation.until
+                    ):
+                        yield revocation
         finally:
-            self._watchers.discard(watcher)
-
-    async def _live(
-        self, watcher: _Watcher, scanned: int
-    ) -> AsyncGenerator[Revocation | Heartbeat, None]:
-        assert self._feed is not None
-        while not self._closed and not watcher.overflowed:
-            if watcher.buffer:
-                change = watcher.buffer.popleft()
-                if change.seq > scanned:  # at or below: the replay sent it already
-                    scanned = change.seq
-                    live_item = _from_change(change)
-                    if live_item is not None:
-                        yield live_item
-                continue
-            watcher.wake.clear()
-            woke = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher.wake.wait(), self.heartbeat_interval_s)
-                woke = True
-            if not woke:
-                yield Heartbeat(max(scanned, self._feed.position), self._clock.now())
-
-    async def _replay(self, after: int) -> AsyncIterator[Change]:
-        position = after
-        while not self._closed:
-            batch = await self._store.changes_after(
-                position, kinds=(CHANGE_KIND,), limit=self._replay_batch
-            )
-            for change in batch:
-                yield change
-            if len(batch) < self._replay_batch:
-                return
-            position = batch[-1].seq
-
-    async def _check_retained(self, after: int) -> None:
-        first = await self._store.first_change_seq()
-        last = await self._store.last_change_seq()
-        if after > last:
-            raise InvalidRequest("cursor is ahead of the change log", reason="INVALID_CURSOR")
-        # Pruning drops the oldest entries: the log is complete after `after` iff its oldest
-        # kept entry is at most `after + 1` (or nothing newer was ever written).
-        if after < last and (first == 0 or first > after + 1):
-            raise OutOfRange(
-                "cursor is older than the retained change log; watch again with an empty"
-                " cursor to receive every revocation in force",
-                reason="CURSOR_EXPIRED",
-            )
-
-    def _deliver(self, changes: Sequence[Change]) -> None:
-        # Runs inside the change feed's poll: it must never raise.
-        for watcher in self._watchers:
-            for change in changes:
-                watcher.offer(change)
+            self.unregister(watcher)
 
 
 async def watch_revocations(
