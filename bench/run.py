@@ -38,7 +38,10 @@ WARMUP_S = 1.0
 STREAMS = 64
 SPREAD_TOKENS = int(os.environ.get("BENCH_SPREAD_TOKENS", "10000"))
 WATCHERS = int(os.environ.get("BENCH_WATCHERS", "1000"))
-RESULTS = fixture.ROOT / "bench" / "RESULTS.md"
+# Comma-separated scenario groups to run (grpc, spread, code, sync, http, profile); all
+# when empty. For quick, narrow measurements while working on one path.
+ONLY = {g for g in os.environ.get("BENCH_ONLY", "").split(",") if g}
+RESULTS = Path(os.environ.get("BENCH_RESULTS", fixture.ROOT / "bench" / "RESULTS.md"))
 VALIDATE = "/chitty.auth.v1.AuthService/Validate"
 EXCHANGE = "/chitty.auth.v1.AuthService/Exchange"
 ECHO = "/bench.Echo/Echo"
@@ -553,8 +556,10 @@ results, when it has been run, are in bench/SCALE.md and appended below. **Not b
 bench/scale.py and the `bench-scale` Makefile target do not exist at this commit."""
 
 
-def _step(bench: Bench, name: str, fn: Callable[[], None]) -> None:
+def _step(bench: Bench, name: str, fn: Callable[[], None], group: str = "") -> None:
     """Runs one scenario group; a failure becomes a note, the other groups still run."""
+    if ONLY and group and group not in ONLY:
+        return
     began = time.monotonic()
     try:
         fn()
@@ -580,19 +585,26 @@ def main() -> int:
         server.proc.stop()
         mint_all(bench, server)
         fixture.restart(server)
-        _step(bench, "gRPC Validate/Exchange", lambda: grpc_scenarios(bench, server, echo_port))
-        _step(bench, "Validate spread", lambda: spread_scenario(bench, server, echo_port))
-        _step(bench, "authorization-code flow", lambda: code_flow_scenario(bench, server))
-        _step(bench, "sync and watch", lambda: sync_scenarios(bench, server))
+        _step(
+            bench,
+            "gRPC Validate/Exchange",
+            lambda: grpc_scenarios(bench, server, echo_port),
+            "grpc",
+        )
+        _step(bench, "Validate spread", lambda: spread_scenario(bench, server, echo_port), "spread")
+        _step(bench, "authorization-code flow", lambda: code_flow_scenario(bench, server), "code")
+        _step(bench, "sync and watch", lambda: sync_scenarios(bench, server), "sync")
         if "hot_token" in bench.extra:
-            _step(bench, "HTTP shim", lambda: http_scenarios(bench, server))
+            _step(bench, "HTTP shim", lambda: http_scenarios(bench, server), "http")
         for s in list(bench.scenarios.values()):
             if s.target_rps_ratio and s.baseline in bench.scenarios and s.runs:
                 base = bench.scenarios[s.baseline]
                 r = s.median("rps") / max(base.median("rps"), 1e-9)
                 p = s.median("p99_ms") / max(base.median("p99_ms"), 1e-9)
                 if r < s.target_rps_ratio or (s.target_p99_ratio and p > s.target_p99_ratio):
-                    _step(bench, f"profile {s.name}", lambda s=s: profile(bench, server, s))
+                    _step(
+                        bench, f"profile {s.name}", lambda s=s: profile(bench, server, s), "profile"
+                    )
     finally:
         server.proc.stop()
         echo_proc.stop()

@@ -293,3 +293,26 @@ async def test_only_people_may_authorize(oauth_channel: aio.Channel, admin: str,
     with pytest.raises(aio.AioRpcError) as caught:
         await authorize(oauth_channel, "", app, challenge)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_revoking_a_refresh_token_ends_its_grant(
+    oauth_channel: aio.Channel, oauth_server: Server, user_token: str, app: App
+) -> None:
+    verifier, challenge = pkce()
+    auth = await authorize(oauth_channel, user_token, app, challenge)
+    tokens = await exchange_code(oauth_channel, app, auth.code, verifier)
+    other_auth = await authorize(oauth_channel, user_token, app, pkce()[1])
+    assert other_auth.code  # a second grant of the same user and client
+
+    stub = auth_service_pb2_grpc.AuthServiceStub(oauth_channel)
+    await stub.Revoke(pb.RevokeRequest(token=tokens.refresh_token))
+    await stub.Revoke(pb.RevokeRequest(token=tokens.refresh_token))  # idempotent
+    reply = await validate(oauth_channel, tokens.access_token)
+    assert reply.inactive_reason == token_pb2.INACTIVE_REASON_REVOKED
+    with pytest.raises(aio.AioRpcError) as caught:
+        await refresh(oauth_channel, app, tokens.refresh_token)
+    assert reason(caught.value) == "INVALID_GRANT"
+    # A well-formed refresh token that was never issued revokes nothing, and is no error.
+    await stub.Revoke(pb.RevokeRequest(token="rt_" + "A" * 43 + "_AAAAAA"))
+    events = await oauth_server.store.list_audit_events(AuditQuery(action="token.revoked"))
+    assert [(e.attributes["kind"], e.subject) for e in events] == [("family", USER)]

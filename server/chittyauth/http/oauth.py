@@ -1,7 +1,7 @@
 """The standard OAuth endpoints, form-encoded: RFC 8414 metadata, /token, /introspect, /revoke.
 
 They call the same domain functions the gRPC servicers call (``MachineGrants``,
-``TokenService.validate``, ``revoke_token``) and never re-implement a rule. Errors are raised
+``TokenService.validate``, ``OAuthFlows.revoke``) and never re-implement a rule. Errors are raised
 as domain errors and rendered as RFC 6749 JSON by the app's middleware (``http/errors.py``).
 
 The token endpoint dispatches on ``grant_type`` through a table: ``client_credentials``
@@ -27,7 +27,6 @@ from chittyauth.config import Config
 from chittyauth.domain.errors import (
     DomainError,
     InvalidClient,
-    InvalidGrant,
     InvalidRequest,
     InvalidScope,
     UnsupportedGrantType,
@@ -43,7 +42,6 @@ from chittyauth.http.errors import (
     require_content_type,
 )
 from chittyauth.http.metrics import Metrics
-from chittyauth.rpc.auth_service import revoke_token
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore
 
@@ -505,22 +503,9 @@ class OAuthEndpoints:
             raise InvalidRequest("token is required", reason="MISSING_TOKEN")
         # RFC 7009 §2.1: the server may ignore the hint; every kind is looked up anyway.
         form.single("token_type_hint", limit=64)
-        owner = self._owner_of(token)
-        if owner is not None and owner != client.client_id:
-            # §2.1: the token must have been issued to the client revoking it.
-            refusal = InvalidGrant("the token was not issued to this client")
-            await self._audit_failure(client.client_id, "token.revoke", refusal, request)
-            raise refusal
-        await revoke_token(self._store, self._tokens, token, request_id)
+        # §2.1: the token must have been issued to the client revoking it.
+        await self._flows.revoke(token, request_id=request_id, client_id=client.client_id)
         return web.Response(status=200, headers=NO_STORE)
-
-    def _owner_of(self, token: str) -> str | None:
-        """The client a token we issued belongs to; None for a token we do not know."""
-        validation = self._tokens.validate(token)
-        if validation.kind == "api_key" and validation.claims:
-            return str(validation.claims.get("client_id", ""))
-        claims = self._tokens.signed_claims(token)
-        return None if claims is None else str(claims.get("client_id", ""))
 
     # -- shared -------------------------------------------------------------------------------
 

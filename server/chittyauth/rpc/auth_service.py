@@ -34,7 +34,6 @@ from chittyauth.rpc.convert import (
 from chittyauth.rpc.pending import pending_servicer
 from chittyauth.rpc.revocations import RevocationHub, watch_revocations
 from chittyauth.rpc.services import AUTH
-from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sessions import DeviceInfo
 from chittyauth.store.sqlite import SqliteStore
 
@@ -119,7 +118,7 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
     async def Revoke(
         self, request: auth_service_pb2.RevokeRequest, context: Context
     ) -> auth_service_pb2.RevokeResponse:
-        await revoke_token(self._store, self._tokens, request.token, current_call().request_id)
+        await self._oauth.revoke(request.token, request_id=current_call().request_id)
         return auth_service_pb2.RevokeResponse()
 
     async def GetJwks(
@@ -279,45 +278,6 @@ def authenticate_response(issued: IssuedToken) -> auth_service_pb2.AuthenticateR
         ),
         jti=issued.jti,
     )
-
-
-async def revoke_token(
-    store: SqliteStore, tokens: TokenService, token: str, request_id: str
-) -> bool:
-    """RFC 7009 semantics: revokes what ``token`` names; an unknown token is not an error.
-
-    Returns:
-        True when something was newly revoked.
-    """
-    if not token or len(token) > tokens.config.max_token_bytes:
-        return False
-    validation = tokens.validate(token)
-    if validation.kind == "api_key" and validation.claims:
-        kind, value = "api_key", str(validation.claims["jti"])
-        until = float("inf")
-        subject = str(validation.claims.get("sub", ""))
-    else:
-        claims = tokens.signed_claims(token)
-        if claims is None:
-            return False
-        kind, value = "jti", str(claims["jti"])
-        until = float(claims["exp"]) + tokens.config.leeway_s
-        subject = str(claims.get("sub", ""))
-    async with store.transaction() as tx:
-        fresh = await tokens.revoke(tx, kind, value, until if until != float("inf") else 1e18)
-        if fresh:
-            await tx.audit(
-                AuditRecord(
-                    actor=subject,
-                    subject=subject,
-                    action="token.revoked",
-                    outcome="success",
-                    resource=value,
-                    request_id=request_id,
-                    attributes={"kind": kind},
-                )
-            )
-    return fresh
 
 
 def _scopes(requested: Any) -> tuple[str, ...]:

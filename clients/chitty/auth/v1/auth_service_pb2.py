@@ -26,11 +26,12 @@ from chitty.auth.v1 import account_pb2 as chitty_dot_auth_dot_v1_dot_account__pb
 from chitty.auth.v1 import session_pb2 as chitty_dot_auth_dot_v1_dot_session__pb2
 from chitty.auth.v1 import token_pb2 as chitty_dot_auth_dot_v1_dot_token__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chitty/auth/v1/auth_service.proto\x12\x0e\x63hitty.auth.v1\x1a\x1c\x63hitty/auth/v1/account.proto\x1a\x1c\x63hitty/auth/v1/session.proto\x1a\x1a\x63hitty/auth/v1/token.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x10PortalCredential\x12\x11\n\tassertion\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"5\n\x12PasswordCredential\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"#\n\x10\x41piKeyCredential\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"=\n\x11\x43lientCredentials\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"h\n\x13McpServerCredential\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\x11\n\tchitty_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\"f\n\nDeviceHint\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63lient_type\x18\x03 \x01(\x0e\x32\x1a.chitty.auth.v1.ClientType\"\x8f\x03\n\x13\x41uthenticateRequest\x12\x32\n\x06portal\x18\x01 \x01(\x0b\x32 .chitty.auth.v1.PortalCredentialH\x00\x12\x36\n\x08password\x18\x02 \x01(\x0b\x32\".chitty.auth.v1.PasswordCredentialH\x00\x12\x33\n\x07\x61pi_key\x18\x03 \x01(\x0b\x32 .chitty.auth.v1.ApiKeyCredentialH\x00\x12?\n\x12\x63lient_credentials\x18\x04 \x01(\x0b\x32!.chitty.auth.v1.ClientCredentialsH\x00\x12\x39\n\nmcp_server\x18\x05 \x01(\x0b\x32#.chitty.auth.v1.McpServerCredentialH\x00\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12\x11\n\tresources\x18\x07 \x03(\t\x12*\n\x06\x64\x65vice\x18\x08 \x01(\x0b\x32\x1a.chitty.auth.v1.DeviceHintB\x0c\n\ncredential\"\xf6\x01\n\x14\x41uthenticateResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x11\n\tchitty_id\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12+\n\ttoken_use\x18\x07 \x01(\x0e\x32\x18.chitty.auth.v1.TokenUse\x12\x12\n\nportal_url\x18\x08 \x01(\t\x12\x0b\n\x03jti\x18\t \x01(\t\"\xbb\x01\n\x10\x41uthorizeRequest\x12\x15\n\rresponse_type\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x14\n\x0credirect_uri\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x16\n\x0e\x63ode_challenge\x18\x06 \x01(\t\x12\x1d\n\x15\x63ode_challenge_method\x18\x07 \x01(\t\x12\x11\n\tresources\x18\x08 \x03(\t\"\x84\x01\n\x11\x41uthorizeResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0credirect_url\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0b\n\x03iss\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x16\x41uthorizationCodeGrant\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0credirect_uri\x18\x02 \x01(\t\x12\x15\n\rcode_verifier\x18\x03 \x01(\t\"*\n\x11RefreshTokenGrant\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x18\n\x16\x43lientCredentialsGrant\"\xa7\x01\n\x12TokenExchangeGrant\x12\x15\n\rsubject_token\x18\x01 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_token\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63tor_token_type\x18\x04 \x01(\t\x12\x11\n\taudiences\x18\x05 \x03(\t\x12\x1c\n\x14requested_token_type\x18\x06 \x01(\t\"\xed\x02\n\x0f\x45xchangeRequest\x12\x44\n\x12\x61uthorization_code\x18\x01 \x01(\x0b\x32&.chitty.auth.v1.AuthorizationCodeGrantH\x00\x12:\n\rrefresh_token\x18\x02 \x01(\x0b\x32!.chitty.auth.v1.RefreshTokenGrantH\x00\x12\x44\n\x12\x63lient_credentials\x18\x03 \x01(\x0b\x32&.chitty.auth.v1.ClientCredentialsGrantH\x00\x12<\n\x0etoken_exchange\x18\x04 \x01(\x0b\x32\".chitty.auth.v1.TokenExchangeGrantH\x00\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x15\n\rclient_secret\x18\x06 \x01(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12\x11\n\tresources\x18\x08 \x03(\tB\x07\n\x05grant\"\xbc\x01\n\x10\x45xchangeResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x19\n\x11issued_token_type\x18\x06 \x01(\t\x12\x0b\n\x03jti\x18\x07 \x01(\t\"x\n\x0fValidateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08\x61udience\x18\x02 \x01(\t\x12\x17\n\x0frequired_scopes\x18\x03 \x03(\t\x12+\n\ttoken_use\x18\x04 \x01(\x0e\x32\x18.chitty.auth.v1.TokenUse\"\xc1\x01\n\x10ValidateResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x37\n\x0finactive_reason\x18\x02 \x01(\x0e\x32\x1e.chitty.auth.v1.InactiveReason\x12+\n\x06\x63laims\x18\x03 \x01(\x0b\x32\x1b.chitty.auth.v1.TokenClaims\x12\x37\n\x0f\x63redential_kind\x18\x04 \x01(\x0e\x32\x1e.chitty.auth.v1.CredentialKind\"7\n\rRevokeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\x10\n\x0eRevokeResponse\"\x10\n\x0eGetJwksRequest\"4\n\x0fGetJwksResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.chitty.auth.v1.Jwk\")\n\x17WatchRevocationsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"\x8e\x01\n\x18WatchRevocationsResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.chitty.auth.v1.RevocationEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x32\n\x0eheartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x16RegisterAccountRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\x17RegisterAccountResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.chitty.auth.v1.Account2\xa4\x07\n\x0b\x41uthService\x12{\n\x0c\x41uthenticate\x12#.chitty.auth.v1.AuthenticateRequest\x1a$.chitty.auth.v1.AuthenticateResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/auth:authenticate:\x01*\x12o\n\tAuthorize\x12 .chitty.auth.v1.AuthorizeRequest\x1a!.chitty.auth.v1.AuthorizeResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/auth:authorize:\x01*\x12m\n\x08\x45xchange\x12\x1f.chitty.auth.v1.ExchangeRequest\x1a .chitty.auth.v1.ExchangeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/tokens:exchange:\x01*\x12m\n\x08Validate\x12\x1f.chitty.auth.v1.ValidateRequest\x1a .chitty.auth.v1.ValidateResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/tokens:validate:\x01*\x12\x65\n\x06Revoke\x12\x1d.chitty.auth.v1.RevokeRequest\x1a\x1e.chitty.auth.v1.RevokeResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/tokens:revoke:\x01*\x12\\\n\x07GetJwks\x12\x1e.chitty.auth.v1.GetJwksRequest\x1a\x1f.chitty.auth.v1.GetJwksResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jwks\x12\x86\x01\n\x10WatchRevocations\x12\'.chitty.auth.v1.WatchRevocationsRequest\x1a(.chitty.auth.v1.WatchRevocationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/revocations:watch0\x01\x12{\n\x0fRegisterAccount\x12&.chitty.auth.v1.RegisterAccountRequest\x1a\'.chitty.auth.v1.RegisterAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!chitty/auth/v1/auth_service.proto\x12\x0e\x63hitty.auth.v1\x1a\x1c\x63hitty/auth/v1/account.proto\x1a\x1c\x63hitty/auth/v1/session.proto\x1a\x1a\x63hitty/auth/v1/token.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x10PortalCredential\x12\x11\n\tassertion\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"5\n\x12PasswordCredential\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"#\n\x10\x41piKeyCredential\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"=\n\x11\x43lientCredentials\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"h\n\x13McpServerCredential\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\x11\n\tchitty_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\"f\n\nDeviceHint\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63lient_type\x18\x03 \x01(\x0e\x32\x1a.chitty.auth.v1.ClientType\"\x8f\x03\n\x13\x41uthenticateRequest\x12\x32\n\x06portal\x18\x01 \x01(\x0b\x32 .chitty.auth.v1.PortalCredentialH\x00\x12\x36\n\x08password\x18\x02 \x01(\x0b\x32\".chitty.auth.v1.PasswordCredentialH\x00\x12\x33\n\x07\x61pi_key\x18\x03 \x01(\x0b\x32 .chitty.auth.v1.ApiKeyCredentialH\x00\x12?\n\x12\x63lient_credentials\x18\x04 \x01(\x0b\x32!.chitty.auth.v1.ClientCredentialsH\x00\x12\x39\n\nmcp_server\x18\x05 \x01(\x0b\x32#.chitty.auth.v1.McpServerCredentialH\x00\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12\x11\n\tresources\x18\x07 \x03(\t\x12*\n\x06\x64\x65vice\x18\x08 \x01(\x0b\x32\x1a.chitty.auth.v1.DeviceHintB\x0c\n\ncredential\"\xf6\x01\n\x14\x41uthenticateResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x11\n\tchitty_id\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12+\n\ttoken_use\x18\x07 \x01(\x0e\x32\x18.chitty.auth.v1.TokenUse\x12\x12\n\nportal_url\x18\x08 \x01(\t\x12\x0b\n\x03jti\x18\t \x01(\t\"\xbb\x01\n\x10\x41uthorizeRequest\x12\x15\n\rresponse_type\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x14\n\x0credirect_uri\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x16\n\x0e\x63ode_challenge\x18\x06 \x01(\t\x12\x1d\n\x15\x63ode_challenge_method\x18\x07 \x01(\t\x12\x11\n\tresources\x18\x08 \x03(\t\"\x84\x01\n\x11\x41uthorizeResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0credirect_url\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0b\n\x03iss\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x16\x41uthorizationCodeGrant\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0credirect_uri\x18\x02 \x01(\t\x12\x15\n\rcode_verifier\x18\x03 \x01(\t\"*\n\x11RefreshTokenGrant\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x18\n\x16\x43lientCredentialsGrant\"\xa7\x01\n\x12TokenExchangeGrant\x12\x15\n\rsubject_token\x18\x01 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_token\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63tor_token_type\x18\x04 \x01(\t\x12\x11\n\taudiences\x18\x05 \x03(\t\x12\x1c\n\x14requested_token_type\x18\x06 \x01(\t\"\xed\x02\n\x0f\x45xchangeRequest\x12\x44\n\x12\x61uthorization_code\x18\x01 \x01(\x0b\x32&.chitty.auth.v1.AuthorizationCodeGrantH\x00\x12:\n\rrefresh_token\x18\x02 \x01(\x0b\x32!.chitty.auth.v1.RefreshTokenGrantH\x00\x12\x44\n\x12\x63lient_credentials\x18\x03 \x01(\x0b\x32&.chitty.auth.v1.ClientCredentialsGrantH\x00\x12<\n\x0etoken_exchange\x18\x04 \x01(\x0b\x32\".chitty.auth.v1.TokenExchangeGrantH\x00\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x15\n\rclient_secret\x18\x06 \x01(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12\x11\n\tresources\x18\x08 \x03(\tB\x07\n\x05grant\"\xbc\x01\n\x10\x45xchangeResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x19\n\x11issued_token_type\x18\x06 \x01(\t\x12\x0b\n\x03jti\x18\x07 \x01(\t\"x\n\x0fValidateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08\x61udience\x18\x02 \x01(\t\x12\x17\n\x0frequired_scopes\x18\x03 \x03(\t\x12+\n\ttoken_use\x18\x04 \x01(\x0e\x32\x18.chitty.auth.v1.TokenUse\"\xc1\x01\n\x10ValidateResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x37\n\x0finactive_reason\x18\x02 \x01(\x0e\x32\x1e.chitty.auth.v1.InactiveReason\x12+\n\x06\x63laims\x18\x03 \x01(\x0b\x32\x1b.chitty.auth.v1.TokenClaims\x12\x37\n\x0f\x63redential_kind\x18\x04 \x01(\x0e\x32\x1e.chitty.auth.v1.CredentialKind\"7\n\rRevokeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\x10\n\x0eRevokeResponse\"\x10\n\x0eGetJwksRequest\"4\n\x0fGetJwksResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.chitty.auth.v1.Jwk\")\n\x17WatchRevocationsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"\x8e\x01\n\x18WatchRevocationsResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.chitty.auth.v1.RevocationEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x32\n\x0eheartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x16RegisterAccountRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\x17RegisterAccountResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.chitty.auth.v1.Account\"\xcd\x01\n\x11IssueTokenRequest\x12\x11\n\tchitty_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\x0c\x65xtra_claims\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x11\n\taudiences\x18\x05 \x03(\t\x12+\n\ttoken_use\x18\x06 \x01(\x0e\x32\x18.chitty.auth.v1.TokenUse\"|\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03jti\x18\x04 \x01(\t2\x96\x08\n\x0b\x41uthService\x12{\n\x0c\x41uthenticate\x12#.chitty.auth.v1.AuthenticateRequest\x1a$.chitty.auth.v1.AuthenticateResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/auth:authenticate:\x01*\x12o\n\tAuthorize\x12 .chitty.auth.v1.AuthorizeRequest\x1a!.chitty.auth.v1.AuthorizeResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/auth:authorize:\x01*\x12m\n\x08\x45xchange\x12\x1f.chitty.auth.v1.ExchangeRequest\x1a .chitty.auth.v1.ExchangeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/tokens:exchange:\x01*\x12m\n\x08Validate\x12\x1f.chitty.auth.v1.ValidateRequest\x1a .chitty.auth.v1.ValidateResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/tokens:validate:\x01*\x12\x65\n\x06Revoke\x12\x1d.chitty.auth.v1.RevokeRequest\x1a\x1e.chitty.auth.v1.RevokeResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/tokens:revoke:\x01*\x12\\\n\x07GetJwks\x12\x1e.chitty.auth.v1.GetJwksRequest\x1a\x1f.chitty.auth.v1.GetJwksResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jwks\x12\x86\x01\n\x10WatchRevocations\x12\'.chitty.auth.v1.WatchRevocationsRequest\x1a(.chitty.auth.v1.WatchRevocationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/revocations:watch0\x01\x12{\n\x0fRegisterAccount\x12&.chitty.auth.v1.RegisterAccountRequest\x1a\'.chitty.auth.v1.RegisterAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*\x12p\n\nIssueToken\x12!.chitty.auth.v1.IssueTokenRequest\x1a\".chitty.auth.v1.IssueTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/tokens:issue:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,58 +54,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['WatchRevocations']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/revocations:watch'
   _globals['_AUTHSERVICE'].methods_by_name['RegisterAccount']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['RegisterAccount']._serialized_options = b'\202\323\344\223\002\021\"\014/v1/accounts:\001*'
-  _globals['_PORTALCREDENTIAL']._serialized_start=234
-  _globals['_PORTALCREDENTIAL']._serialized_end=286
-  _globals['_PASSWORDCREDENTIAL']._serialized_start=288
-  _globals['_PASSWORDCREDENTIAL']._serialized_end=341
-  _globals['_APIKEYCREDENTIAL']._serialized_start=343
-  _globals['_APIKEYCREDENTIAL']._serialized_end=378
-  _globals['_CLIENTCREDENTIALS']._serialized_start=380
-  _globals['_CLIENTCREDENTIALS']._serialized_end=441
-  _globals['_MCPSERVERCREDENTIAL']._serialized_start=443
-  _globals['_MCPSERVERCREDENTIAL']._serialized_end=547
-  _globals['_DEVICEHINT']._serialized_start=549
-  _globals['_DEVICEHINT']._serialized_end=651
-  _globals['_AUTHENTICATEREQUEST']._serialized_start=654
-  _globals['_AUTHENTICATEREQUEST']._serialized_end=1053
-  _globals['_AUTHENTICATERESPONSE']._serialized_start=1056
-  _globals['_AUTHENTICATERESPONSE']._serialized_end=1302
-  _globals['_AUTHORIZEREQUEST']._serialized_start=1305
-  _globals['_AUTHORIZEREQUEST']._serialized_end=1492
-  _globals['_AUTHORIZERESPONSE']._serialized_start=1495
-  _globals['_AUTHORIZERESPONSE']._serialized_end=1627
-  _globals['_AUTHORIZATIONCODEGRANT']._serialized_start=1629
-  _globals['_AUTHORIZATIONCODEGRANT']._serialized_end=1712
-  _globals['_REFRESHTOKENGRANT']._serialized_start=1714
-  _globals['_REFRESHTOKENGRANT']._serialized_end=1756
-  _globals['_CLIENTCREDENTIALSGRANT']._serialized_start=1758
-  _globals['_CLIENTCREDENTIALSGRANT']._serialized_end=1782
-  _globals['_TOKENEXCHANGEGRANT']._serialized_start=1785
-  _globals['_TOKENEXCHANGEGRANT']._serialized_end=1952
-  _globals['_EXCHANGEREQUEST']._serialized_start=1955
-  _globals['_EXCHANGEREQUEST']._serialized_end=2320
-  _globals['_EXCHANGERESPONSE']._serialized_start=2323
-  _globals['_EXCHANGERESPONSE']._serialized_end=2511
-  _globals['_VALIDATEREQUEST']._serialized_start=2513
-  _globals['_VALIDATEREQUEST']._serialized_end=2633
-  _globals['_VALIDATERESPONSE']._serialized_start=2636
-  _globals['_VALIDATERESPONSE']._serialized_end=2829
-  _globals['_REVOKEREQUEST']._serialized_start=2831
-  _globals['_REVOKEREQUEST']._serialized_end=2886
-  _globals['_REVOKERESPONSE']._serialized_start=2888
-  _globals['_REVOKERESPONSE']._serialized_end=2904
-  _globals['_GETJWKSREQUEST']._serialized_start=2906
-  _globals['_GETJWKSREQUEST']._serialized_end=2922
-  _globals['_GETJWKSRESPONSE']._serialized_start=2924
-  _globals['_GETJWKSRESPONSE']._serialized_end=2976
-  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=2978
-  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=3019
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=3022
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=3164
-  _globals['_REGISTERACCOUNTREQUEST']._serialized_start=3166
-  _globals['_REGISTERACCOUNTREQUEST']._serialized_end=3288
-  _globals['_REGISTERACCOUNTRESPONSE']._serialized_start=3290
-  _globals['_REGISTERACCOUNTRESPONSE']._serialized_end=3357
-  _globals['_AUTHSERVICE']._serialized_start=3360
-  _globals['_AUTHSERVICE']._serialized_end=4292
+  _globals['_AUTHSERVICE'].methods_by_name['IssueToken']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['IssueToken']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/tokens:issue:\001*'
+  _globals['_PORTALCREDENTIAL']._serialized_start=266
+  _globals['_PORTALCREDENTIAL']._serialized_end=318
+  _globals['_PASSWORDCREDENTIAL']._serialized_start=320
+  _globals['_PASSWORDCREDENTIAL']._serialized_end=373
+  _globals['_APIKEYCREDENTIAL']._serialized_start=375
+  _globals['_APIKEYCREDENTIAL']._serialized_end=410
+  _globals['_CLIENTCREDENTIALS']._serialized_start=412
+  _globals['_CLIENTCREDENTIALS']._serialized_end=473
+  _globals['_MCPSERVERCREDENTIAL']._serialized_start=475
+  _globals['_MCPSERVERCREDENTIAL']._serialized_end=579
+  _globals['_DEVICEHINT']._serialized_start=581
+  _globals['_DEVICEHINT']._serialized_end=683
+  _globals['_AUTHENTICATEREQUEST']._serialized_start=686
+  _globals['_AUTHENTICATEREQUEST']._serialized_end=1085
+  _globals['_AUTHENTICATERESPONSE']._serialized_start=1088
+  _globals['_AUTHENTICATERESPONSE']._serialized_end=1334
+  _globals['_AUTHORIZEREQUEST']._serialized_start=1337
+  _globals['_AUTHORIZEREQUEST']._serialized_end=1524
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1527
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1659
+  _globals['_AUTHORIZATIONCODEGRANT']._serialized_start=1661
+  _globals['_AUTHORIZATIONCODEGRANT']._serialized_end=1744
+  _globals['_REFRESHTOKENGRANT']._serialized_start=1746
+  _globals['_REFRESHTOKENGRANT']._serialized_end=1788
+  _globals['_CLIENTCREDENTIALSGRANT']._serialized_start=1790
+  _globals['_CLIENTCREDENTIALSGRANT']._serialized_end=1814
+  _globals['_TOKENEXCHANGEGRANT']._serialized_start=1817
+  _globals['_TOKENEXCHANGEGRANT']._serialized_end=1984
+  _globals['_EXCHANGEREQUEST']._serialized_start=1987
+  _globals['_EXCHANGEREQUEST']._serialized_end=2352
+  _globals['_EXCHANGERESPONSE']._serialized_start=2355
+  _globals['_EXCHANGERESPONSE']._serialized_end=2543
+  _globals['_VALIDATEREQUEST']._serialized_start=2545
+  _globals['_VALIDATEREQUEST']._serialized_end=2665
+  _globals['_VALIDATERESPONSE']._serialized_start=2668
+  _globals['_VALIDATERESPONSE']._serialized_end=2861
+  _globals['_REVOKEREQUEST']._serialized_start=2863
+  _globals['_REVOKEREQUEST']._serialized_end=2918
+  _globals['_REVOKERESPONSE']._serialized_start=2920
+  _globals['_REVOKERESPONSE']._serialized_end=2936
+  _globals['_GETJWKSREQUEST']._serialized_start=2938
+  _globals['_GETJWKSREQUEST']._serialized_end=2954
+  _globals['_GETJWKSRESPONSE']._serialized_start=2956
+  _globals['_GETJWKSRESPONSE']._serialized_end=3008
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=3010
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=3051
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=3054
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=3196
+  _globals['_REGISTERACCOUNTREQUEST']._serialized_start=3198
+  _globals['_REGISTERACCOUNTREQUEST']._serialized_end=3320
+  _globals['_REGISTERACCOUNTRESPONSE']._serialized_start=3322
+  _globals['_REGISTERACCOUNTRESPONSE']._serialized_end=3389
+  _globals['_ISSUETOKENREQUEST']._serialized_start=3392
+  _globals['_ISSUETOKENREQUEST']._serialized_end=3597
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=3599
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=3723
+  _globals['_AUTHSERVICE']._serialized_start=3726
+  _globals['_AUTHSERVICE']._serialized_end=4772
 # @@protoc_insertion_point(module_scope)

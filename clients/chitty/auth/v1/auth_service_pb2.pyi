@@ -4,6 +4,7 @@ from chitty.auth.v1 import account_pb2 as _account_pb2
 from chitty.auth.v1 import session_pb2 as _session_pb2
 from chitty.auth.v1 import token_pb2 as _token_pb2
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -295,3 +296,31 @@ class RegisterAccountResponse(_message.Message):
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     account: _account_pb2.Account
     def __init__(self, account: _Optional[_Union[_account_pb2.Account, _Mapping]] = ...) -> None: ...
+
+class IssueTokenRequest(_message.Message):
+    __slots__ = ("chitty_id", "ttl", "extra_claims", "scopes", "audiences", "token_use")
+    CHITTY_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCES_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_USE_FIELD_NUMBER: _ClassVar[int]
+    chitty_id: str
+    ttl: _duration_pb2.Duration
+    extra_claims: _struct_pb2.Struct
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    audiences: _containers.RepeatedScalarFieldContainer[str]
+    token_use: _token_pb2.TokenUse
+    def __init__(self, chitty_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., extra_claims: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., scopes: _Optional[_Iterable[str]] = ..., audiences: _Optional[_Iterable[str]] = ..., token_use: _Optional[_Union[_token_pb2.TokenUse, str]] = ...) -> None: ...
+
+class IssueTokenResponse(_message.Message):
+    __slots__ = ("access_token", "token_type", "expire_time", "jti")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    JTI_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    token_type: str
+    expire_time: _timestamp_pb2.Timestamp
+    jti: str
+    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jti: _Optional[str] = ...) -> None: ...

@@ -75,6 +75,11 @@ class AuthServiceStub:
                 request_serializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.RegisterAccountRequest.SerializeToString,
                 response_deserializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.RegisterAccountResponse.FromString,
                 _registered_method=True)
+        self.IssueToken = channel.unary_unary(
+                '/chitty.auth.v1.AuthService/IssueToken',
+                request_serializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.IssueTokenRequest.SerializeToString,
+                response_deserializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.IssueTokenResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -137,6 +142,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueToken(self, request, context):
+        """Issues an access token for a ChittyID the authority vouches for (admin or `tokens:issue`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +191,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RegisterAccount,
                     request_deserializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.RegisterAccountRequest.FromString,
                     response_serializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.RegisterAccountResponse.SerializeToString,
+            ),
+            'IssueToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueToken,
+                    request_deserializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.IssueTokenRequest.FromString,
+                    response_serializer=chitty_dot_auth_dot_v1_dot_auth__service__pb2.IssueTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +415,33 @@ class AuthService:
             '/chitty.auth.v1.AuthService/RegisterAccount',
             chitty_dot_auth_dot_v1_dot_auth__service__pb2.RegisterAccountRequest.SerializeToString,
             chitty_dot_auth_dot_v1_dot_auth__service__pb2.RegisterAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chitty.auth.v1.AuthService/IssueToken',
+            chitty_dot_auth_dot_v1_dot_auth__service__pb2.IssueTokenRequest.SerializeToString,
+            chitty_dot_auth_dot_v1_dot_auth__service__pb2.IssueTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
