@@ -75,7 +75,7 @@ class AccessIdentitySource(Protocol):
 class SessionCreator(Protocol):
     """What logins need of the session service: a session inside the login's transaction."""
 
-    async def create_session(
+    async def join_session(
         self,
         tx: SqliteTransaction,
         *,
@@ -140,12 +140,13 @@ async def issue_person_token(
     grant: str,
     request_id: str,
 ) -> tuple[IssuedToken, str]:
-    """A new session and its first token for ``chitty_id``, audited, inside ``tx``.
+    """The person's session (joined, or new) and a token in it for ``chitty_id``, audited,
+    inside ``tx``.
 
     Returns:
         The token and the session id (the token's ``sid``).
     """
-    record = await sessions.create_session(
+    record = await sessions.join_session(
         tx, chitty_id=chitty_id, device=device, now=tx.now, request_id=request_id
     )
     session_id = str(record.session_id)

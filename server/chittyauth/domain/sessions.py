@@ -258,6 +258,46 @@ class SessionService:
         record, _ = await self._create(tx, chitty_id, device, now, actor or chitty_id, request_id)
         return record
 
+    async def join_session(
+        self,
+        tx: SqliteTransaction,
+        *,
+        chitty_id: str,
+        device: DeviceInfo | None,
+        now: float,
+        actor: str = "",
+        request_id: str = "",
+    ) -> SessionRecord:
+        """The session a login belongs to: the person's newest active session, with the
+        device attached, or a new one when there is none (a person's devices share one
+        session, so revoking it signs out all of them).
+
+        Raises:
+            InvalidRequest: a malformed ChittyID or device.
+            FailedPrecondition: the device limit is reached under the "refuse" policy.
+        """
+        _check_chitty_id(chitty_id)
+        if device is not None:
+            _check_device(device)
+        for record in await repo.list_sessions(
+            tx, chitty_id, include_ended=False, after=None, limit=1
+        ):
+            if not record.is_active or self._is_due(record, now):
+                break
+            if device is not None:
+                if device.device_id in {d.device_id for d in record.devices}:
+                    await repo.refresh_device(tx, record.session_id, device, now)
+                else:
+                    await self._attach_device(
+                        tx, record, device, now, actor or chitty_id, request_id
+                    )
+                    await repo.mark_updated(tx, record.session_id, now)
+            await repo.touch_session(tx, record.session_id, now)
+            return await _reload(tx, record.session_id)
+        return await self.create_session(
+            tx, chitty_id=chitty_id, device=device, now=now, actor=actor, request_id=request_id
+        )
+
     # -- SyncSession ---------------------------------------------------------------------
 
     async def sync(
