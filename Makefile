@@ -69,3 +69,7 @@ run: $(STAMP) ## Run the service on its defaults, with the dev identity authorit
 
 bench: $(STAMP) ## Run the benchmarks and write bench/RESULTS.md.
 	$(PY) -m bench.run
+
+.PHONY: bench-scale
+bench-scale: $(STAMP) ## Validate, start-up and memory at 1,000,000 tokens; writes bench/SCALE.md.
+	$(PY) -m bench.scale

@@ -55,6 +55,9 @@ class HttpConfig:
         "x-request-id",
     )
     cors_origins: tuple[str, ...] = ()
+    # Where GET /authorize sends a browser without a portal session ('' = a 401 page instead);
+    # the authorization URL is appended as ``return_to``.
+    login_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,27 @@ class RateLimitConfig:
 
 
 @dataclass(frozen=True)
+class OAuthConfig:
+    """The browser-facing OAuth endpoints: /authorize, /register, client metadata documents."""
+
+    # /register (RFC 7591): "open" to anyone, "token" with the initial access token below.
+    registration_policy: Literal["open", "token"] = "token"
+    # The Bearer token /register requires under policy "token" ('' = nobody may register).
+    initial_access_token: str = ""
+    # How long a consent form (its CSRF token) stays valid.
+    consent_ttl_s: int = 600
+    # Client ID Metadata Documents: https client_ids fetched at /authorize and /token.
+    cimd_enabled: bool = True
+    # Development only: fetch documents from loopback hosts (and over http there).
+    cimd_allow_loopback: bool = False
+    cimd_fetch_timeout_s: float = 5.0
+    cimd_max_bytes: int = 64 * 1024
+    cimd_cache_entries: int = 1000
+    # Extra CA certificates (PEM file) trusted when fetching documents ('' = system store).
+    cimd_ca_file: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings."""
 
@@ -173,6 +197,7 @@ class Config:
     portal: PortalConfig = field(default_factory=PortalConfig)
     sessions: SessionConfig = field(default_factory=SessionConfig)
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    oauth: OAuthConfig = field(default_factory=OAuthConfig)
 
     @property
     def is_production(self) -> bool:

@@ -94,3 +94,36 @@ async def test_portal_login_grants_and_sessions(
             session, "check_permission", chitty_id=bob["chitty_id"], permission="documents:write"
         )
         assert check["authorized"] is False
+
+
+async def test_generate_jwt_issues_for_a_chitty_id(
+    open_agent: Opener, dev_authority: DevAuthority
+) -> None:
+    minted = await dev_authority.request("POST", "/v1/mint", json={"entity": "PEO"})
+    chitty_id = minted["chittyId"]
+    async with open_agent() as session:
+        ok, jwt = await call(
+            session,
+            "generate_jwt",
+            chitty_id=chitty_id,
+            expires_in="30m",
+            claims={"team": "blue"},
+        )
+        assert not ok, jwt
+        assert jwt["type"] == "Bearer"
+        assert jwt["chitty_id"] == chitty_id
+        assert 0 < jwt["expires_in"] <= 1800
+        _, verdict = await call(session, "validate_jwt", token=jwt["token"])
+        assert verdict["valid"], verdict
+        assert verdict["chitty_id"] == chitty_id
+        assert verdict["claims"]["sub"] == chitty_id
+        assert verdict["claims"]["token_use"] == "TOKEN_USE_USER"
+        assert verdict["claims"]["extra_claims"] == {"team": "blue"}
+
+        error = refused(
+            await call(session, "generate_jwt", chitty_id=chitty_id, expires_in="999d"),
+            "INVALID_ARGUMENT",
+        )
+        assert error["reason"] == "INVALID_TTL"
+        error = refused(await call(session, "generate_jwt", chitty_id="not a chitty id"))
+        assert error["reason"] == "INVALID_CHITTY_ID"

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from chittyauth.domain.errors import DomainError, InvalidRequest, PermissionDenied
 from chittyauth.domain.principal import Principal
-from chittyauth.domain.tokens import IssuedToken, TokenService
+from chittyauth.domain.tokens import RESERVED_CLAIMS, IssuedToken, TokenService
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore
 
@@ -75,6 +75,21 @@ class TokenIssuer:
         try:
             caller.require_scope(ISSUE_SCOPE)
             _check_request(caller, chitty_id, ttl_s, scopes, audiences, use)
+            reserved = sorted(set(extra_claims) & RESERVED_CLAIMS)
+            if reserved:
+                # Refused before the authority is asked: bad input is not an outage.
+                raise InvalidRequest(
+                    f"extra claims may not set reserved claims: {', '.join(reserved)}",
+                    reason="RESERVED_CLAIM",
+                    metadata={"claims": ",".join(reserved)[:MAX_NAME_CHARS]},
+                )
+            longest = self._tokens.max_lifetime()
+            if ttl_s is not None and ttl_s > longest:
+                raise InvalidRequest(
+                    f"ttl must be at most {longest} s",
+                    reason="INVALID_TTL",
+                    metadata={"max_ttl_s": str(longest)},
+                )
             info = await self._authority.validate(chitty_id)
             if not info.valid:
                 raise InvalidRequest(
@@ -106,7 +121,7 @@ class TokenIssuer:
                         attributes={
                             "grant": "issue_token",
                             "token_use": use,
-                            "ttl_s": int(issued.expires_at - issued.issued_at),
+                            "ttl_s": str(int(issued.expires_at - issued.issued_at)),
                             # Claim names only: values may be anything the caller chose.
                             "extra_claims": ",".join(sorted(extra_claims)),
                         },

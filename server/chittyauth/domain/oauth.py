@@ -125,6 +125,37 @@ class OAuthFlows:
         self._clients.check_redirect_uri(client, request.redirect_uri)
         return client
 
+    def validate_request(
+        self, client: ClientRecord, request: AuthorizationRequest
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Everything about a request that does not depend on the user; what the consent page
+        checks before asking, and ``authorize`` checks again on approval.
+
+        Returns:
+            The scopes and resources to grant.
+
+        Raises:
+            InvalidRequest / UnauthorizedClient / InvalidScope / InvalidTarget.
+        """
+        if request.response_type != "code":
+            raise InvalidRequest("response_type must be code", reason="UNSUPPORTED_RESPONSE_TYPE")
+        if "authorization_code" not in client.grant_types:
+            raise UnauthorizedClient("this client may not use the authorization code flow")
+        if request.code_challenge_method != "S256":
+            raise InvalidRequest(
+                "PKCE with code_challenge_method S256 is required", reason="PKCE_REQUIRED"
+            )
+        if not _CHALLENGE.match(request.code_challenge):
+            raise InvalidRequest(
+                "code_challenge must be 43 base64url characters", reason="PKCE_REQUIRED"
+            )
+        if len(request.state) > MAX_STATE:
+            raise InvalidRequest(f"state is longer than {MAX_STATE} characters")
+        return (
+            self._clients.check_scopes(client, request.scopes),
+            checked_resources(request.resources),
+        )
+
     async def authorize(
         self, user: Principal, request: AuthorizationRequest, *, request_id: str = ""
     ) -> Authorization:
@@ -140,24 +171,7 @@ class OAuthFlows:
                 raise PermissionDenied(
                     "authorization needs a signed-in person", reason="NOT_A_USER"
                 )
-            if request.response_type != "code":
-                raise InvalidRequest(
-                    "response_type must be code", reason="UNSUPPORTED_RESPONSE_TYPE"
-                )
-            if "authorization_code" not in client.grant_types:
-                raise UnauthorizedClient("this client may not use the authorization code flow")
-            if request.code_challenge_method != "S256":
-                raise InvalidRequest(
-                    "PKCE with code_challenge_method S256 is required", reason="PKCE_REQUIRED"
-                )
-            if not _CHALLENGE.match(request.code_challenge):
-                raise InvalidRequest(
-                    "code_challenge must be 43 base64url characters", reason="PKCE_REQUIRED"
-                )
-            if len(request.state) > MAX_STATE:
-                raise InvalidRequest(f"state is longer than {MAX_STATE} characters")
-            scopes = self._clients.check_scopes(client, request.scopes)
-            resources = checked_resources(request.resources)
+            scopes, resources = self.validate_request(client, request)
         except DomainError as refusal:
             await self._audit(user.chitty_id or user.subject, client.client_id, "oauth.authorize",
                               refusal, request_id)  # fmt: skip

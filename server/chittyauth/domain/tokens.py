@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jwt
+from jwt.algorithms import get_default_algorithms
 
 from chittyauth.clock import Clock
 from chittyauth.config import TokenConfig
@@ -115,6 +117,33 @@ class _Verified:
         self.scopes = frozenset(str(claims.get("scope", "")).split())
 
 
+_ALGORITHMS = get_default_algorithms()
+
+
+@functools.lru_cache(maxsize=64)
+def _header_segment(algorithm: str, kid: str) -> bytes:
+    # What jwt.encode writes for these headers (sorted keys, compact), computed once per key.
+    header = {"alg": algorithm, "kid": kid, "typ": "at+jwt"}
+    return _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _sign(claims: Mapping[str, Any], signer: SigningKeyLike) -> str:
+    """The same compact JWS as ``jwt.encode(claims, key, alg, headers={kid, typ})``, without
+    re-encoding the constant header and re-resolving the algorithm on every token."""
+    signing_input = (
+        _header_segment(signer.algorithm, signer.kid)
+        + b"."
+        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    algorithm = _ALGORITHMS[signer.algorithm]
+    signature = algorithm.sign(signing_input, algorithm.prepare_key(signer.key))
+    return (signing_input + b"." + _b64url(signature)).decode("ascii")
+
+
 def _inactive(reason: str, kind: str = "access_token") -> Validation:
     return Validation(False, reason, {}, kind)
 
@@ -209,12 +238,7 @@ class TokenService:
             claims["capabilities"] = list(capabilities)
         if act:
             claims["act"] = dict(act)
-        token = jwt.encode(
-            claims,
-            signer.key,
-            algorithm=signer.algorithm,
-            headers={"kid": signer.kid, "typ": "at+jwt"},
-        )
+        token = _sign(claims, signer)
         await token_rows.insert_token(
             tx,
             token_rows.TokenRow(

@@ -4,7 +4,9 @@ Routes, most specific first; the transcoder answers everything else:
 
 - ``/healthz``, ``/metrics``, ``/openapi.json``, ``/jwks.json`` (and
   ``/.well-known/jwks.json``), ``/.well-known/oauth-authorization-server``
-- the OAuth endpoints ``/token``, ``/introspect``, ``/revoke`` (``http/oauth.py``)
+- the OAuth endpoints ``/token``, ``/introspect``, ``/revoke`` (``http/oauth.py``),
+  ``/authorize`` and ``/portal/login`` (``http/authorize.py``), ``/register``
+  (``http/register.py``)
 - the legacy routes ``/v1/tokens/validate``, ``/v1/api-keys/validate``, ``/health``
   (``http/legacy.py``)
 - ``/{tail}``: the google.api.http transcoder, over a channel to our own gRPC port.
@@ -24,18 +26,21 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from grpc import aio
 from multidict import CIMultiDict
 
 import chittyauth
+from chittyauth.clock import Clock, SystemClock
 from chittyauth.config import Config
+from chittyauth.domain.cimd import ClientMetadataDocuments
 from chittyauth.domain.errors import DomainError
 from chittyauth.domain.grants import MachineGrants
 from chittyauth.domain.oauth import OAuthFlows
 from chittyauth.domain.tokens import TokenService
+from chittyauth.http.authorize import AuthorizeRoutes, consent_key
 from chittyauth.http.errors import (
     REQUEST_ID,
     ErrorStyle,
@@ -49,6 +54,7 @@ from chittyauth.http.legacy import LegacyRoutes
 from chittyauth.http.metrics import Metrics
 from chittyauth.http.oauth import ClientLookup, OAuthEndpoints, authorization_scheme
 from chittyauth.http.openapi import build_openapi
+from chittyauth.http.register import RegistrationEndpoint
 from chittyauth.http.transcoder import Transcoder
 from chittyauth.logs import request_id_var
 from chittyauth.rpc.health import SERVING
@@ -179,6 +185,11 @@ class HttpShim:
         server = self._server
         http_config = self._config.http
         metrics = server.metrics
+        clock: Clock = getattr(server, "clock", None) or SystemClock()
+        registry = getattr(server, "clients", None)
+        documents = None
+        if self._config.oauth.cimd_enabled and registry is not None:
+            documents = ClientMetadataDocuments(self._config.oauth, registry, server.store, clock)
         oauth = OAuthEndpoints(
             config=self._config,
             store=server.store,
@@ -187,6 +198,25 @@ class HttpShim:
             flows=server.oauth,
             clients=self._clients,
             metrics=metrics,
+            documents=documents,
+        )
+        authorize = AuthorizeRoutes(
+            config=self._config,
+            store=server.store,
+            tokens=server.tokens,
+            flows=server.oauth,
+            clients=self._clients_of_flows,
+            portal=lambda: getattr(self._identity(), "portal", None),
+            limiter=self._identity,
+            documents=documents,
+            clock=clock,
+            csrf_key=consent_key(self._config),
+        )
+        register = RegistrationEndpoint(
+            config=self._config.oauth,
+            store=server.store,
+            admin=lambda: getattr(self._server, "client_admin", None),
+            limiter=self._identity,
         )
         legacy = LegacyRoutes(
             tokens=server.tokens,
@@ -207,6 +237,13 @@ class HttpShim:
             _Route("/token", {"POST": oauth.token}, oauth_style),
             _Route("/introspect", {"POST": oauth.introspect}, oauth_style),
             _Route("/revoke", {"POST": oauth.revoke}, oauth_style),
+            _Route(
+                "/authorize",
+                {"GET": authorize.authorize_get, "POST": authorize.authorize_post},
+                status,
+            ),
+            _Route("/portal/login", {"POST": authorize.portal_login}, status),
+            _Route("/register", {"POST": register.register}, oauth_style),
             _Route("/v1/tokens/validate", {"POST": legacy.validate_token}, legacy_style),
             _Route("/v1/api-keys/validate", {"POST": legacy.validate_api_key}, legacy_style),
             _Route("/health", {"GET": legacy.health}, status),
@@ -242,6 +279,13 @@ class HttpShim:
         registry: ClientLookup | None = getattr(self._server, "clients", None)
         return registry
 
+    def _clients_of_flows(self) -> Any:
+        return getattr(self._server, "clients", None)
+
+    def _identity(self) -> Any:
+        # IdentityFlows: portal logins and the rate limiter (built before the shim starts).
+        return getattr(self._server, "identity", None)
+
     def _serving(self) -> bool:
         return bool(self._server.health.status("") == SERVING)
 
@@ -252,14 +296,15 @@ class HttpShim:
         started = time.perf_counter()
         request_id = _usable_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
         request[REQUEST_ID] = request_id
-        if request.headers.get(REQUEST_ID_HEADER) != request_id:
-            # The transcoder forwards x-request-id, so the gRPC side logs the same id.
-            headers = CIMultiDict(request.headers)
-            headers[REQUEST_ID_HEADER] = request_id
-            request = request.clone(headers=headers)
         resource = request.match_info.route.resource
         canonical = resource.canonical if resource is not None else ""
         route_label = canonical if canonical in self._styles else TRANSCODED_ROUTE
+        if route_label == TRANSCODED_ROUTE and request.headers.get(REQUEST_ID_HEADER) != request_id:
+            # The transcoder forwards x-request-id, so the gRPC side logs the same id. Only
+            # there: a clone per request is a measurable share of a hot RFC endpoint.
+            headers = CIMultiDict(request.headers)
+            headers[REQUEST_ID_HEADER] = request_id
+            request = request.clone(headers=headers)
         style = self._styles.get(canonical, ErrorStyle.STATUS)
         reset = request_id_var.set(request_id)
         status = 500

@@ -15,7 +15,7 @@ one process (tests) keep separate counts. What is counted:
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
@@ -103,6 +103,16 @@ class Metrics:
         )
         self._rpc_method = _BoundedLabel()
         self._http_method = _BoundedLabel(32)
+        # Labelled children by (metric, labels): ``labels()`` takes a lock and rebuilds the
+        # key on every call, a visible share of the hot paths. Label values are bounded.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         """Counts one answered HTTP request.
@@ -114,8 +124,8 @@ class Metrics:
             seconds: Time from receipt to the end of the response.
         """
         method = self._http_method(method.upper())
-        self._http_requests.labels(route, method, str(status)).inc()
-        self._http_latency.labels(route, method).observe(max(0.0, seconds))
+        self._child(self._http_requests, route, method, str(status)).inc()
+        self._child(self._http_latency, route, method).observe(max(0.0, seconds))
 
     def observe_rpc(self, method: str, code: str | _StatusCodeLike, seconds: float) -> None:
         """Counts one finished gRPC call (called by the server interceptor).
@@ -127,8 +137,8 @@ class Metrics:
         """
         code_name = code if isinstance(code, str) else code.name
         label = self._rpc_method(method)
-        self._rpc_requests.labels(label, code_name).inc()
-        self._rpc_latency.labels(label).observe(max(0.0, seconds))
+        self._child(self._rpc_requests, label, code_name).inc()
+        self._child(self._rpc_latency, label).observe(max(0.0, seconds))
 
     def token_issued(self, kind: str) -> None:
         """Counts one issued access token of ``kind`` (service, portal, linked_app …)."""
@@ -136,7 +146,8 @@ class Metrics:
 
     def validation(self, active: bool, reason: str = "") -> None:
         """Counts one validation: ``active``, or the inactive reason in lower case."""
-        self._validations.labels("active" if active else (reason or "inactive").lower()).inc()
+        label = "active" if active else (reason or "inactive").lower()
+        self._child(self._validations, label).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its Content-Type."""

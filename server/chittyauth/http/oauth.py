@@ -35,6 +35,7 @@ from chittyauth.domain.grants import MachineGrants
 from chittyauth.domain.oauth import TOKEN_EXCHANGE_GRANT, OAuthFlows, TokenGrant
 from chittyauth.domain.tokens import TokenService
 from chittyauth.http.errors import (
+    JSON_CONTENT_TYPE,
     NO_STORE,
     json_response,
     read_body,
@@ -46,6 +47,7 @@ from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+INTROSPECTION_CACHE_SIZE = 20_000
 AUTH_BASIC = "client_secret_basic"
 AUTH_POST = "client_secret_post"
 AUTH_NONE = "none"
@@ -281,6 +283,12 @@ class ClientLike(Protocol):
     def confidential(self) -> bool: ...
 
 
+class ClientDocuments(Protocol):
+    """Client ID Metadata Documents (``domain/cimd.py``)."""
+
+    async def ensure(self, client_id: str, *, request_id: str = "") -> None: ...
+
+
 class ClientLookup(Protocol):
     """What the endpoints need of the client registry (in memory)."""
 
@@ -304,6 +312,8 @@ class OAuthEndpoints:
         clients: Returns the client registry, or None while there is none (every client is
             then refused); called per request so a registry attached later is seen.
         metrics: Counts issued tokens and validations.
+        documents: Makes a URL client_id (a Client ID Metadata Document) known to the
+            registry before a grant looks it up; None when CIMD is off.
     """
 
     def __init__(
@@ -316,6 +326,7 @@ class OAuthEndpoints:
         flows: OAuthFlows,
         clients: Callable[[], ClientLookup | None],
         metrics: Metrics,
+        documents: ClientDocuments | None = None,
     ) -> None:
         self._issuer = config.tokens.issuer
         self._max_body = config.http.max_body_bytes
@@ -326,6 +337,10 @@ class OAuthEndpoints:
         self._flows = flows
         self._clients = clients
         self._metrics = metrics
+        self._documents = documents
+        # Encoded introspection bodies of verified access tokens, keyed by token and valid
+        # while the token service keeps the same claims object (see introspect).
+        self._introspected: dict[str, tuple[Mapping[str, Any], bytes]] = {}
         self._grant_handlers: dict[str, GrantHandler] = {
             GRANT_AUTHORIZATION_CODE: self._authorization_code,
             GRANT_REFRESH_TOKEN: self._refresh_token,
@@ -363,7 +378,7 @@ class OAuthEndpoints:
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(PLATFORM_SCOPES),
             "authorization_response_iss_parameter_supported": True,
-            "client_id_metadata_document_supported": True,
+            "client_id_metadata_document_supported": self._documents is not None,
         }
 
     async def metadata_handler(self, request: web.Request) -> web.Response:
@@ -383,9 +398,11 @@ class OAuthEndpoints:
                 f"grant_type {grant_type[:64]!r} is not supported; supported: "
                 + ", ".join(self.grant_types)
             )
-        reply = await handler(
-            TokenRequest(form, presented_client(request, form), request_id_of(request))
-        )
+        presented = presented_client(request, form)
+        if self._documents is not None and presented is not None:
+            # A URL client_id is a metadata document: make it known before the grant looks.
+            await self._documents.ensure(presented.client_id, request_id=request_id_of(request))
+        reply = await handler(TokenRequest(form, presented, request_id_of(request)))
         self._metrics.token_issued(reply.token_use)
         return json_response(reply.body(), headers=NO_STORE)
 
@@ -468,7 +485,18 @@ class OAuthEndpoints:
         self._metrics.validation(result.active, result.reason)
         if not result.active:
             return json_response({"active": False}, headers=NO_STORE)
-        return json_response(introspection_body(result.claims), headers=NO_STORE)
+        if result.kind != "access_token":
+            return json_response(introspection_body(result.claims), headers=NO_STORE)
+        # The hot path: a verified token's claims encode to the same body (expiry and
+        # revocation were checked above, on this request), so it is encoded once.
+        cached = self._introspected.get(token)
+        if cached is None or cached[0] is not result.claims:
+            body = json_response(introspection_body(result.claims)).body
+            assert isinstance(body, bytes)
+            if len(self._introspected) >= INTROSPECTION_CACHE_SIZE:
+                del self._introspected[next(iter(self._introspected))]
+            cached = self._introspected[token] = (result.claims, body)
+        return web.Response(body=cached[1], content_type=JSON_CONTENT_TYPE, headers=NO_STORE)
 
     async def _authorize_introspection(self, request: web.Request, form: FormParams) -> None:
         bearer = _bearer(request)

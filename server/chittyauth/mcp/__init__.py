@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from chittyauth.mcp.agent import Agent, build_server, run_http, run_stdio, tool_list
-from chittyauth.mcp.service import AgentConfigError, AgentSettings, ServiceClient, ServiceRefusal
+from chittyauth.mcp.service import AgentConfigError, AgentSettings, ServiceRefusal
 
 __all__ = [
     "Agent",
     "AgentConfigError",
     "AgentSettings",
-    "ServiceClient",
     "ServiceRefusal",
     "build_server",
     "run_http",

@@ -1,8 +1,9 @@
 """The ChittyAuth MCP agent: the 11 historical tools over the official ``mcp`` SDK.
 
 Run by ``chittyauth mcp`` over stdio (default) or streamable HTTP (``--http``). Each tool call
-is one or two ChittyAuth RPCs made with the agent's own client credentials; a refusal by the
-service becomes a tool error naming the gRPC status and the ErrorInfo reason.
+is one or two ChittyAuth RPCs made through ``chitty.auth.client.AsyncAuthClient`` with the
+agent's own client credentials; a refusal by the service becomes a tool error naming the gRPC
+status and the ErrorInfo reason.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import mcp_types as types
 from mcp.server import Server as McpServer
 from mcp.server import ServerRequestContext
 
+from chitty.auth.client import AsyncAuthClient, ChittyAuthError
 from chittyauth import __version__
 from chittyauth.mcp.schemas import TOOL_SCHEMAS
-from chittyauth.mcp.service import AgentSettings, ServiceClient, ServiceRefusal
+from chittyauth.mcp.service import AgentSettings, ServiceRefusal
 from chittyauth.mcp.tools import Tools
 
 log = logging.getLogger("chittyauth.mcp")
@@ -31,8 +33,8 @@ TOOL_DESCRIPTIONS: dict[str, str] = {
     "validate_api_key": "Tell whether an API key is valid now, and why not; returns its"
     " ChittyID, scopes and expiry.",
     "check_permission": "Tell whether a ChittyID holds a permission (on a resource).",
-    "generate_jwt": "Issue an access token for a ChittyID, derived from an active token of"
-    " that ChittyID by token exchange.",
+    "generate_jwt": "Issue an access token for a ChittyID (checked with the ChittyID"
+    " authority), with an optional lifetime and extra claims.",
     "validate_jwt": "Verify an access token (signature, issuer, expiry, revocation) and"
     " return its claims.",
     "grant_authorization": "Grant a permission from one ChittyID to another; returns the"
@@ -81,9 +83,9 @@ def success_result(name: str, result: dict[str, Any]) -> types.CallToolResult:
 class Agent:
     """Dispatches tool calls to the handlers, validating input against each tool's schema."""
 
-    def __init__(self, service: ServiceClient) -> None:
-        self.service = service
-        self.tools = Tools(service)
+    def __init__(self, client: AsyncAuthClient) -> None:
+        self.client = client
+        self.tools = Tools(client)
         self._validators = {
             name: jsonschema.Draft202012Validator(schema) for name, schema in TOOL_SCHEMAS.items()
         }
@@ -105,6 +107,10 @@ class Agent:
             )
         try:
             return success_result(name, await handler(args))
+        except ChittyAuthError as error:
+            refusal = ServiceRefusal.from_error(error)
+            log.info("tool %s refused: %s %s", name, refusal.code, refusal.reason)
+            return refusal_result(refusal)
         except ServiceRefusal as refusal:
             log.info("tool %s refused: %s %s", name, refusal.code, refusal.reason)
             return refusal_result(refusal)
@@ -116,15 +122,12 @@ class Agent:
 
 
 def build_server(settings: AgentSettings) -> McpServer[Agent]:
-    """The MCP server; its lifespan owns the gRPC channel."""
+    """The MCP server; its lifespan owns the client (and so the gRPC channel)."""
 
     @asynccontextmanager
     async def lifespan(_: McpServer[Agent]) -> AsyncIterator[Agent]:
-        service = ServiceClient(settings)
-        try:
-            yield Agent(service)
-        finally:
-            await service.close()
+        async with settings.open_client() as client:
+            yield Agent(client)
 
     async def list_tools(
         ctx: ServerRequestContext[Agent], params: types.PaginatedRequestParams | None

@@ -62,29 +62,26 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "generate_jwt": _object(
         {
-            "chitty_id": _with(CHITTY_ID, "The ChittyID the token is for."),
-            "subject_token": _with(
-                TOKEN,
-                "An active access token of that ChittyID (e.g. its portal token); the new"
-                " token is derived from it by RFC 8693 token exchange.",
+            "chitty_id": _with(
+                CHITTY_ID, "The ChittyID the token is for; checked with the ChittyID authority."
             ),
             "expires_in": {
                 "type": "string",
                 "pattern": "^[1-9][0-9]{0,5}[smhd]$",
-                "description": 'Wanted lifetime, e.g. "30m" or "1h" (default "1h"); the service'
-                " never exceeds the subject token's remaining lifetime.",
+                "description": 'Wanted lifetime, e.g. "30m" or "1h"; the service default when'
+                " omitted, and never beyond the longest configured token lifetime.",
             },
-            "audiences": _with(
-                {**SCOPES, "maxItems": 10}, "Audiences (resource indicators) for the token."
-            ),
-            "scopes": _with(SCOPES, "Scopes, a subset of the subject token's."),
             "claims": {
                 "type": "object",
                 "maxProperties": 20,
                 "description": "Extra claims; reserved JWT claims are refused.",
             },
+            "audiences": _with(
+                {**SCOPES, "maxItems": 10}, "Audiences for the token; the issuer when omitted."
+            ),
+            "scopes": _with(SCOPES, "Scopes for the token; none when omitted."),
         },
-        ["chitty_id", "subject_token"],
+        ["chitty_id"],
     ),
     "validate_jwt": _object(
         {

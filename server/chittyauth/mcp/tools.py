@@ -1,7 +1,8 @@
 """The 11 historical ChittyAuth MCP tools, each one or two ChittyAuth RPCs.
 
-A handler takes the validated arguments and returns the structured result; a refusal is a
-``ServiceRefusal`` (from the service, or raised here for input the service cannot take).
+A handler takes the validated arguments and returns the structured result. Calls go through
+the hand-written ``AsyncAuthClient`` as the agent; a refusal by the service is the client's
+``ChittyAuthError``, and input the service cannot take is refused here as a ``ServiceRefusal``.
 """
 
 from __future__ import annotations
@@ -15,21 +16,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from chitty.auth.v1 import token_pb2
-from chittyauth.domain.tokens import RESERVED_CLAIMS
-from chittyauth.mcp.schemas import TOOL_SCHEMAS
-from chittyauth.mcp.service import (
-    ServiceClient,
-    ServiceRefusal,
+from chitty.auth.client import AsyncAuthClient, StaticToken
+from chitty.auth.v1 import (
     api_key_service_pb2,
     auth_service_pb2,
     permission_service_pb2,
     sync_service_pb2,
+    token_pb2,
 )
+from chittyauth.domain.tokens import RESERVED_CLAIMS
+from chittyauth.mcp.schemas import TOOL_SCHEMAS
+from chittyauth.mcp.service import ServiceRefusal
 
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TOKEN_TYPES = {
     "portal": token_pb2.TOKEN_USE_PORTAL,
@@ -96,10 +96,10 @@ class _PendingCode:
 
 
 class Tools:
-    """The tool handlers over one ServiceClient."""
+    """The tool handlers over one client that authenticates as the agent."""
 
-    def __init__(self, service: ServiceClient) -> None:
-        self._service = service
+    def __init__(self, client: AsyncAuthClient) -> None:
+        self._client = client
         self._pending: dict[str, _PendingCode] = {}
         self.handlers: dict[str, Callable[[Args], Awaitable[Result]]] = {
             "generate_api_key": self.generate_api_key,
@@ -127,7 +127,7 @@ class Tools:
         )
         if "expires_at" in args:
             request.expire_time.CopyFrom(parse_time(args["expires_at"], "expires_at"))
-        reply = await self._service.call(self._service.api_keys.CreateApiKey, request)
+        reply = await self._client.create_api_key(request)
         key = reply.api_key
         return {
             "key_id": key.key_id,
@@ -159,13 +159,12 @@ class Tools:
 
     async def check_permission(self, args: Args) -> Result:
         """PermissionService.CheckPermission, as the agent."""
-        reply = await self._service.call(
-            self._service.permissions.CheckPermission,
+        reply = await self._client.check_permission(
             permission_service_pb2.CheckPermissionRequest(
                 chitty_id=args["chitty_id"],
                 permission=args["permission"],
                 resource=args.get("resource", ""),
-            ),
+            )
         )
         return {
             "authorized": reply.allowed,
@@ -185,7 +184,7 @@ class Tools:
         )
         if "expires_at" in args:
             request.expire_time.CopyFrom(parse_time(args["expires_at"], "expires_at"))
-        reply = await self._service.call(self._service.permissions.GrantPermission, request)
+        reply = await self._client.grant_permission(request)
         grant = reply.grant
         return {
             "authorization_id": grant.grant_id,
@@ -200,54 +199,30 @@ class Tools:
     # -- tokens --------------------------------------------------------------------------
 
     async def generate_jwt(self, args: Args) -> Result:
-        """RFC 8693 token exchange of the person's token, with the agent as the client."""
-        wanted_s = parse_duration(args.get("expires_in", "1h"))
+        """AuthService.IssueToken for a ChittyID, as the agent (admin or ``tokens:issue``)."""
         extra = args.get("claims") or {}
         reserved = sorted(set(extra) & RESERVED_CLAIMS)
         if reserved:
             raise invalid(f"reserved claims cannot be set: {', '.join(reserved)}", "RESERVED_CLAIM")
-        if extra:
-            # No RPC issues caller-chosen claims yet; refuse rather than drop them silently.
-            raise ServiceRefusal(
-                "UNIMPLEMENTED",
-                "EXTRA_CLAIMS_UNSUPPORTED",
-                "the service has no RPC that issues a token with extra claims yet",
-            )
-        subject = await self._validate(args["subject_token"])
-        if not subject.active:
-            raise ServiceRefusal(
-                "INVALID_ARGUMENT", "INVALID_SUBJECT_TOKEN", "the subject_token is not active"
-            )
-        if subject.claims.chitty_id != args["chitty_id"]:
-            raise ServiceRefusal(
-                "PERMISSION_DENIED",
-                "SUBJECT_MISMATCH",
-                "the subject_token does not belong to that ChittyID",
-            )
-        reply = await self._service.call(
-            self._service.auth.Exchange,
-            auth_service_pb2.ExchangeRequest(
-                token_exchange=auth_service_pb2.TokenExchangeGrant(
-                    subject_token=args["subject_token"],
-                    subject_token_type=ACCESS_TOKEN_TYPE,
-                    audiences=args.get("audiences", []),
-                    requested_token_type=ACCESS_TOKEN_TYPE,
-                ),
-                client_id=self._service.client_id,
-                client_secret=self._service.client_secret,
-                scopes=args.get("scopes", []),
-            ),
-            authenticated=False,
+        request = auth_service_pb2.IssueTokenRequest(
+            chitty_id=args["chitty_id"],
+            scopes=args.get("scopes", []),
+            audiences=args.get("audiences", []),
         )
+        if "expires_in" in args:
+            request.ttl.CopyFrom(duration_pb2.Duration(seconds=parse_duration(args["expires_in"])))
+        if extra:
+            claims = struct_pb2.Struct()
+            claims.update(extra)
+            request.extra_claims.CopyFrom(claims)
+        reply = await self._client.issue_token(request)
         return {
             "token": reply.access_token,
-            "type": "Bearer",
+            "type": reply.token_type or "Bearer",
             "chitty_id": args["chitty_id"],
             "jti": reply.jti,
-            "scopes": list(reply.scopes),
             "expires_in": _remaining(reply.expire_time),
             "expires_at": rfc3339(reply.expire_time),
-            "requested_expires_in": wanted_s,
         }
 
     async def validate_jwt(self, args: Args) -> Result:
@@ -287,14 +262,13 @@ class Tools:
 
     async def list_sessions(self, args: Args) -> Result:
         """SyncService.ListSessions, as the agent."""
-        reply = await self._service.call(
-            self._service.sync.ListSessions,
+        reply = await self._client.list_sessions(
             sync_service_pb2.ListSessionsRequest(
                 chitty_id=args.get("chitty_id", ""),
                 include_ended=args.get("include_ended", False),
                 page_size=args.get("page_size", 0),
                 page_token=args.get("page_token", ""),
-            ),
+            )
         )
         sessions = [
             json_format.MessageToDict(s, preserving_proto_field_name=True) for s in reply.sessions
@@ -305,14 +279,12 @@ class Tools:
 
     async def mcp_portal_authenticate(self, args: Args) -> Result:
         """AuthService.Authenticate with a Cloudflare Access assertion."""
-        reply = await self._service.call(
-            self._service.auth.Authenticate,
+        reply = await self._client.authenticate(
             auth_service_pb2.AuthenticateRequest(
                 portal=auth_service_pb2.PortalCredential(
                     assertion=args["cf_access_jwt"], email=args.get("cf_access_email", "")
                 )
-            ),
-            authenticated=False,
+            )
         )
         return {
             "authenticated": True,
@@ -336,8 +308,12 @@ class Tools:
                 )
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-        reply = await self._service.call(
-            self._service.auth.Authorize,
+        # Authorize approves for the caller, so this call carries the person's token (on the
+        # agent's channel, which the agent's client keeps owning), not the agent's.
+        as_person = AsyncAuthClient(
+            channel=self._client.channel, credentials=StaticToken(user_token)
+        )
+        reply = await as_person.authorize(
             auth_service_pb2.AuthorizeRequest(
                 response_type="code",
                 client_id=args["app_id"],
@@ -346,8 +322,7 @@ class Tools:
                 state=args.get("state", ""),
                 code_challenge=challenge.rstrip(b"=").decode(),
                 code_challenge_method="S256",
-            ),
-            bearer=user_token,
+            )
         )
         self._remember(reply.code, args["app_id"], args["redirect_uri"], verifier, reply)
         return {
@@ -388,7 +363,7 @@ class Tools:
             request.refresh_token.CopyFrom(
                 auth_service_pb2.RefreshTokenGrant(refresh_token=refresh)
             )
-        reply = await self._service.call(self._service.auth.Exchange, request, authenticated=False)
+        reply = await self._client.exchange(request)
         return {
             "access_token": reply.access_token,
             "refresh_token": reply.refresh_token or None,
@@ -402,13 +377,12 @@ class Tools:
     async def _validate(
         self, token: str, *, audience: str = "", token_use: int = 0
     ) -> auth_service_pb2.ValidateResponse:
-        return await self._service.call(
-            self._service.auth.Validate,
+        return await self._client.validate(
             auth_service_pb2.ValidateRequest(
                 token=token,
                 audience=audience,
                 token_use=token_use,  # type: ignore[arg-type]
-            ),
+            )
         )
 
     def _remember(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -19,6 +19,7 @@ from chitty.auth.v1 import (
 from chittyauth.domain.accounts import IdentityFlows
 from chittyauth.domain.errors import InvalidRequest, NotImplementedYet, Unavailable
 from chittyauth.domain.grants import MachineGrants
+from chittyauth.domain.issuance import TokenIssuer
 from chittyauth.domain.oauth import AuthorizationRequest, OAuthFlows
 from chittyauth.domain.tokens import IssuedToken, TokenService
 from chittyauth.rpc.auth import caller
@@ -63,9 +64,14 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
         self._grants = grants
         self._keys = keys
         self._oauth = oauth
+        # Validate's encoded answers for verified access tokens (see Validate).
+        self._answers: dict[str, tuple[Mapping[str, Any], auth_service_pb2.ValidateResponse]] = {}
+        self._answers_size = max(1, min(tokens.config.verified_cache_size, 20_000))
         # The identity flows and rate limits, set by the composition root once the sessions
         # and the authority exist; until then those credentials answer UNAVAILABLE.
         self.identity: IdentityFlows | None = None
+        # IssueToken, set by the composition root once the ChittyID authority exists.
+        self.issuer: TokenIssuer | None = None
 
     async def Authorize(
         self, request: auth_service_pb2.AuthorizeRequest, context: Context
@@ -103,6 +109,12 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
             required_scopes=request.required_scopes,
             token_use=TOKEN_USE_FROM_PROTO.get(request.token_use, ""),
         )
+        if result.active:
+            # The hot path: the same token's claims encode to the same answer; expiry and
+            # revocation were checked above, on this call.
+            cached = self._answers.get(request.token)
+            if cached is not None and cached[0] is result.claims:
+                return cached[1]
         response = auth_service_pb2.ValidateResponse(
             active=result.active,
             credential_kind=CREDENTIAL_KIND_TO_PROTO.get(
@@ -111,6 +123,12 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
         )
         if result.active:
             response.claims.CopyFrom(claims_message(result.claims))
+            if result.kind == "access_token":
+                # Keyed by token, valid while the token service keeps the same claims
+                # object (its verified cache); an API key's claims are rebuilt each call.
+                if len(self._answers) >= self._answers_size:
+                    del self._answers[next(iter(self._answers))]
+                self._answers[request.token] = (result.claims, response)
         else:
             response.inactive_reason = INACTIVE_REASON_TO_PROTO[result.reason]
         return response
@@ -256,6 +274,32 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
                 display_name=account.display_name,
                 create_time=timestamp(account.created_at),
             )
+        )
+
+    async def IssueToken(
+        self, request: auth_service_pb2.IssueTokenRequest, context: Context
+    ) -> auth_service_pb2.IssueTokenResponse:
+        if self.issuer is None:
+            raise Unavailable("token issuing is not ready", reason="NOT_READY")
+        ttl_s: int | None = None
+        if request.HasField("ttl"):
+            # Whole seconds, rounding a fraction up so a tiny positive ttl is not zero.
+            ttl_s = request.ttl.seconds + (1 if request.ttl.nanos > 0 else 0)
+        issued = await self.issuer.issue(
+            caller(self._tokens),
+            chitty_id=request.chitty_id,
+            ttl_s=ttl_s,
+            extra_claims=json_format.MessageToDict(request.extra_claims),
+            scopes=_scopes(request.scopes),
+            audiences=tuple(request.audiences),
+            token_use=TOKEN_USE_FROM_PROTO.get(request.token_use, "?"),
+            request_id=current_call().request_id,
+        )
+        return auth_service_pb2.IssueTokenResponse(
+            access_token=issued.token,
+            token_type="Bearer",
+            expire_time=timestamp(issued.expires_at),
+            jti=issued.jti,
         )
 
     def _identity(self) -> IdentityFlows:

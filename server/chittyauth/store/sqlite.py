@@ -14,11 +14,11 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 Params = Sequence[Any] | Mapping[str, Any]
+_T = TypeVar("_T")
+_UPSERT_HEAD = (
+    "INSERT INTO meta (name, value) VALUES ('audit_head', ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
+_READ_HEAD = "SELECT value FROM meta WHERE name = 'audit_head'"
+# A batch stops taking units at this size so a steady stream of writers still gets commits.
+MAX_BATCH_UNITS = 128
 
 
 def audit_hash(
@@ -80,34 +88,51 @@ def available_migrations() -> list[tuple[int, str, str]]:
 class SqliteTransaction:
     """A write transaction on the writer connection (see ``SqliteStore.transaction``)."""
 
-    def __init__(self, store: SqliteStore, conn: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        store: SqliteStore,
+        conn: aiosqlite.Connection,
+        audit_head: tuple[int, str] | None = None,
+    ) -> None:
         self._store = store
         self.conn = conn
+        # The sqlite3 connection itself (the writer is opened with check_same_thread off).
+        self._raw: sqlite3.Connection = conn._conn
         self.now = store.clock.now()
-        self._audit_head = store._audit_head
-        self._head_read = False
+        # Inside a batch (see ``SqliteStore.transaction``) the head was read under the
+        # batch's write lock and is kept current by every unit before this one.
+        self._audit_head = audit_head if audit_head is not None else store._audit_head
+        self._head_read = audit_head is not None
+        self._batched = audit_head is not None
         self.after_commit: list[Callable[[], None]] = []
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Runs ``callback`` once the transaction has committed (never on rollback)."""
         self.after_commit.append(callback)
 
-    async def execute(self, sql: str, params: Params = ()) -> aiosqlite.Cursor:
-        return await self.conn.execute(sql, params)
+    # Statements of a unit run directly on the event loop's thread: inside a transaction that
+    # already holds the write lock they do not wait for locks or disk (WAL, no fsync before
+    # COMMIT), so a thread hop would cost more than the statement. Only BEGIN (may wait for
+    # another process's lock), COMMIT (fsync), bulk deletes and executemany go to the
+    # connection's thread.
+
+    async def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        if sql.lstrip()[:6].upper() == "DELETE":
+            return await _in_thread(self.conn, lambda: self._raw.execute(sql, params))
+        return self._raw.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        await self.conn.executemany(sql, rows)
+        await _in_thread(self.conn, lambda: self._raw.executemany(sql, rows))
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        row: aiosqlite.Row | None = self._raw.execute(sql, params).fetchone()
+        return row
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(self._raw.execute(sql, params).fetchall())
 
     async def append_change(self, kind: str, key: str, payload: Mapping[str, Any]) -> int:
-        cursor = await self.conn.execute(
+        cursor = self._raw.execute(
             "INSERT INTO changes (kind, key, payload, created_at) VALUES (?, ?, ?, ?)",
             (kind, key, json.dumps(payload, separators=(",", ":")), self.now),
         )
@@ -127,7 +152,7 @@ class SqliteTransaction:
         prev_seq, prev_hash = self._audit_head
         seq = prev_seq + 1
         digest = audit_hash(seq, self.now, record, prev_hash)
-        await self.conn.execute(
+        self._raw.execute(
             "INSERT INTO audit_events (seq, event_time, actor, subject, action, outcome,"
             " resource, request_id, attributes, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -145,11 +170,9 @@ class SqliteTransaction:
                 digest,
             ),
         )
-        await self.conn.execute(
-            "INSERT INTO meta (name, value) VALUES ('audit_head', ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (f"{seq}:{digest}",),
-        )
+        if not self._batched:
+            # In a batch the head row is written once, just before the batch commits.
+            self._raw.execute(_UPSERT_HEAD, (f"{seq}:{digest}",))
         self._audit_head = (seq, digest)
         return StoredAuditEvent(
             seq=seq,
@@ -166,6 +189,27 @@ class SqliteTransaction:
         )
 
 
+def _in_thread(conn: aiosqlite.Connection, fn: Callable[[], _T]) -> Awaitable[_T]:
+    """Runs ``fn`` on the connection's thread, in order with its statements: several
+    statements for one thread hop. ``fn`` uses ``conn._conn``, the sqlite3 connection."""
+    return cast("Awaitable[_T]", conn._execute(fn))  # type: ignore[no-untyped-call]
+
+
+class _Batch:
+    """Units of work sharing one ``BEGIN IMMEDIATE … COMMIT`` (see ``transaction``)."""
+
+    __slots__ = ("callbacks", "done", "head", "start_head", "units")
+
+    def __init__(self, head: tuple[int, str]) -> None:
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Retrieved here so a batch whose callers were all cancelled logs nothing.
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.head = head
+        self.start_head = head
+        self.units = 0
+        self.callbacks: list[Callable[[], None]] = []
+
+
 class SqliteStore:
     """``Store`` on a SQLite file."""
 
@@ -176,6 +220,13 @@ class SqliteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        # Group commit (see ``transaction``): the open batch, how many writers wait for the
+        # lock, and the last COMMIT/rollback task the next unit must wait for.
+        self._batch: _Batch | None = None
+        self._waiting = 0
+        self._savepoints = 0
+        self._tail: asyncio.Future[Any] | None = None
+        self._flushes: set[asyncio.Future[None]] = set()
         self._audit_head: tuple[int, str] = (0, GENESIS_HASH)
         self._commit_listeners: list[Callable[[], None]] = []
         # Set when a transaction statement was cancelled mid-flight (a caller's deadline).
@@ -204,7 +255,9 @@ class SqliteStore:
         self._reader = self._writer = None
 
     async def _connect(self, *, readonly: bool) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        # The writer's statements inside a transaction run on the event loop's thread (see
+        # SqliteTransaction); aiosqlite's thread runs the rest, never at the same time.
+        conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=readonly)
         conn.row_factory = aiosqlite.Row
         await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         await conn.execute("PRAGMA foreign_keys = ON")
@@ -248,40 +301,194 @@ class SqliteStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        """A write transaction; its changes are durable once the ``async with`` exits.
+
+        Group commit: concurrent transactions run one after another (never interleaved) on
+        the writer connection inside one shared ``BEGIN IMMEDIATE … COMMIT``, each under its
+        own SAVEPOINT, so a burst of writers pays for one fsync. A unit that raises rolls
+        back to its savepoint and gets its exception; the others still commit. The batch
+        commits as soon as no other writer is waiting (or it reached ``MAX_BATCH_UNITS``),
+        and nobody leaves the ``async with`` before that commit: reads inside see the unit's
+        own writes, and ``on_commit`` callbacks run only after the real commit.
+
+        Raises:
+            Whatever the body raises (its work is rolled back), or the commit's error (the
+            work of every unit in the batch is rolled back).
+        """
         conn = self._require_writer()
-        async with self._write_lock:
-            if self._interrupted:
-                await self._recover(conn)
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except asyncio.CancelledError:
-                # The statement still runs on aiosqlite's thread: clean up before the next one.
-                self._interrupted = True
-                raise
-            tx = SqliteTransaction(self, conn)
+        self._waiting += 1
+        try:
+            await self._write_lock.acquire()
+        except BaseException:
+            self._waiting -= 1
+            self._flush_soon()
+            raise
+        self._waiting -= 1
+        try:
+            batch, savepoint = await self._enter_unit(conn)
+            tx = SqliteTransaction(self, conn, batch.head)
             try:
                 yield tx
+                # Released at once: the sub-journal stays small and in memory; the unit's
+                # work joins the batch, whose COMMIT decides its fate from here.
+                conn._conn.execute(f"RELEASE {savepoint}")
             except BaseException:
                 try:
-                    await conn.execute("ROLLBACK")
-                except asyncio.CancelledError:
-                    self._interrupted = True
-                    raise
+                    await self._undo_unit(conn, batch, savepoint)
+                finally:
+                    self._maybe_end_batch(conn, batch)
                 raise
+            batch.units += 1
+            batch.head = tx._audit_head
+            batch.callbacks.extend(tx.after_commit)
+            self._maybe_end_batch(conn, batch)
+        finally:
+            self._write_lock.release()
+        # Shielded: a caller that stops waiting does not stop the commit of the others.
+        await asyncio.shield(batch.done)
+
+    def _maybe_end_batch(self, conn: aiosqlite.Connection, batch: _Batch) -> None:
+        if self._waiting == 0 or batch.units >= MAX_BATCH_UNITS:
+            self._end_batch_soon(conn, batch)
+
+    async def _enter_unit(self, conn: aiosqlite.Connection) -> tuple[_Batch, str]:
+        """Opens a savepoint for a unit, starting a batch first when none is open."""
+        if self._tail is not None and not self._tail.done():
+            await asyncio.shield(self._tail)  # the previous batch's COMMIT/ROLLBACK
+        self._savepoints += 1
+        savepoint = f"unit_{self._savepoints}"
+        batch = self._batch
+        if batch is not None:
             try:
-                await conn.execute("COMMIT")
-            except asyncio.CancelledError:
-                self._interrupted = True
+                conn._conn.execute(f"SAVEPOINT {savepoint}")
+            except BaseException:
+                await self._undo_unit(conn, batch, savepoint)
                 raise
-            self._audit_head = tx._audit_head
-        for callback in (*tx.after_commit, *self._commit_listeners):
+            return batch, savepoint
+        if self._interrupted:
+            await self._recover(conn)
+        raw = conn._conn  # one thread hop for BEGIN + head + SAVEPOINT
+
+        def begin() -> str | None:
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                row = raw.execute(_READ_HEAD).fetchone()
+                raw.execute(f"SAVEPOINT {savepoint}")
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            return None if row is None else str(row[0])
+
+        try:
+            head_text = await _in_thread(conn, begin)
+        except asyncio.CancelledError:
+            # The statements still run on aiosqlite's thread: clean up before the next one.
+            self._interrupted = True
+            raise
+        head = self._audit_head
+        if head_text is not None:
+            seq_text, digest_text = head_text.split(":", 1)
+            head = (int(seq_text), digest_text)
+        batch = self._batch = _Batch(head)
+        return batch, savepoint
+
+    async def _undo_unit(self, conn: aiosqlite.Connection, batch: _Batch, savepoint: str) -> None:
+        """Rolls one unit back to its savepoint; shielded, so a cancelled caller still waits."""
+        raw = conn._conn
+
+        def undo() -> bool:
+            if not raw.in_transaction:
+                return False  # SQLite already rolled the whole transaction back
+            try:
+                raw.execute(f"ROLLBACK TO {savepoint}")
+                raw.execute(f"RELEASE {savepoint}")
+            except sqlite3.Error:
+                raw.execute("ROLLBACK")
+                return False
+            return True
+
+        task = asyncio.ensure_future(_in_thread(conn, undo))
+        self._tail = task
+        try:
+            intact = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            intact = True  # _tail makes the next unit wait for it; a failure shows there
+            task.add_done_callback(lambda t: self._after_undo(t, batch))
+            raise
+        if not intact:
+            self._fail_batch(batch, Unavailable("the write transaction was rolled back"))
+
+    def _after_undo(self, task: asyncio.Future[bool], batch: _Batch) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result():
+            self._fail_batch(batch, Unavailable("the write transaction was rolled back"))
+
+    def _fail_batch(self, batch: _Batch, exc: BaseException) -> None:
+        if self._batch is batch:
+            self._batch = None
+        if not batch.done.done():
+            batch.done.set_exception(exc)
+
+    def _end_batch_soon(self, conn: aiosqlite.Connection, batch: _Batch) -> None:
+        """Closes the batch to new units and commits it in a task no caller can cancel."""
+        if self._batch is not batch:
+            return  # already failed or ended
+        self._batch = None
+        self._tail = asyncio.ensure_future(self._end_batch(conn, batch))
+
+    def _flush_soon(self) -> None:
+        """A writer gave up waiting: make sure an open batch does not wait for it."""
+        batch = self._batch
+        if batch is not None and self._waiting == 0:
+            task = asyncio.ensure_future(self._flush(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: _Batch) -> None:
+        conn = self._require_writer()
+        async with self._write_lock:
+            if self._waiting == 0:
+                self._end_batch_soon(conn, batch)
+
+    async def _end_batch(self, conn: aiosqlite.Connection, batch: _Batch) -> None:
+        raw = conn._conn
+        head = batch.head
+        write_head = batch.units > 0 and head != batch.start_head
+
+        def finish() -> None:
+            if not raw.in_transaction:
+                raise Unavailable("the write transaction was rolled back")
+            if batch.units == 0:
+                raw.execute("ROLLBACK")
+                return
+            try:
+                if write_head:
+                    raw.execute(_UPSERT_HEAD, (f"{head[0]}:{head[1]}",))
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+
+        try:
+            await _in_thread(conn, finish)
+        except BaseException as exc:
+            batch.done.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        if batch.units == 0:
+            batch.done.set_result(None)
+            return
+        self._audit_head = head
+        for callback in (*batch.callbacks, *self._commit_listeners):
             try:
                 callback()
             except Exception:  # a listener's bug must not undo a committed change
                 log.exception("commit listener failed")
+        batch.done.set_result(None)
 
     async def _recover(self, conn: aiosqlite.Connection) -> None:
-        """After a cancelled BEGIN/COMMIT/ROLLBACK: wait for it, then end any open transaction."""
+        """After a cancelled BEGIN: wait for it, then end any open transaction."""
         # aiosqlite runs statements in order, so this waits for the interrupted one.
         await conn.execute("SELECT 1")
         if conn.in_transaction:

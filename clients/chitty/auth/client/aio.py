@@ -242,6 +242,14 @@ class AsyncAuthClient:
             authenticate=False,
         )
 
+    async def issue_token(
+        self, request: auth_service_pb2.IssueTokenRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.IssueTokenResponse:
+        """AuthService.IssueToken (admin or scope ``tokens:issue``)."""
+        return await self._call(
+            self._auth.IssueToken, request, auth_service_pb2.IssueTokenResponse, timeout
+        )
+
     # -- SyncService ---------------------------------------------------------
 
     async def sync_session(

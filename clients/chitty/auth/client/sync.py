@@ -212,6 +212,14 @@ class AuthClient:
             authenticate=False,
         )
 
+    def issue_token(
+        self, request: auth_service_pb2.IssueTokenRequest, *, timeout: float | None = None
+    ) -> auth_service_pb2.IssueTokenResponse:
+        """AuthService.IssueToken (admin or scope ``tokens:issue``)."""
+        return self._call(
+            self._auth.IssueToken, request, auth_service_pb2.IssueTokenResponse, timeout
+        )
+
     # -- SyncService ---------------------------------------------------------
 
     def sync_session(

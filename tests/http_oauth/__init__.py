@@ -1,0 +1,1 @@
+"""The browser-facing OAuth endpoints, client registration, CIMD and the MCP SDK."""
