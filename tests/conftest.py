@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from grpc import aio
 
 from chittyauth.app import Server
+from chittyauth.clock import Clock
 from chittyauth.config import Config, GrpcConfig, HttpConfig, StoreConfig, replace
 from tests.support.fixtures import dev_authority
 
@@ -27,9 +29,10 @@ def config(tmp_path: Path) -> Config:
     )
 
 
-@pytest.fixture
-async def server(config: Config) -> AsyncIterator[Server]:
-    srv = Server(config)
+@contextlib.asynccontextmanager
+async def running_server(config: Config, clock: Clock | None = None) -> AsyncIterator[Server]:
+    """A started server, stopped (with a short grace) when the block ends."""
+    srv = Server(config, clock=clock)
     await srv.start()
     try:
         yield srv
@@ -38,14 +41,19 @@ async def server(config: Config) -> AsyncIterator[Server]:
 
 
 @pytest.fixture
+async def server(config: Config) -> AsyncIterator[Server]:
+    async with running_server(config) as srv:
+        yield srv
+
+
+@pytest.fixture
 async def channel(server: Server) -> AsyncIterator[aio.Channel]:
     async with aio.insecure_channel(server.grpc_target) as chan:
         yield chan
 
 
-@pytest.fixture
-def token_for(server: Server) -> Callable[..., Awaitable[str]]:
-    """Mints a real access token with the server's own token service (for test set-up)."""
+def token_minter(server: Server) -> Callable[..., Awaitable[str]]:
+    """Mints real access tokens with ``server``'s own token service (for test set-up)."""
 
     async def mint(
         subject: str = "test-admin",
@@ -65,6 +73,11 @@ def token_for(server: Server) -> Callable[..., Awaitable[str]]:
         return issued.token
 
     return mint
+
+
+@pytest.fixture
+def token_for(server: Server) -> Callable[..., Awaitable[str]]:
+    return token_minter(server)
 
 
 @pytest.fixture

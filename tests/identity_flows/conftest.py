@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from grpc import aio
 from chittyauth.app import Server
 from chittyauth.clock import FakeClock
 from chittyauth.config import Config, RateLimitConfig, replace
+from tests.conftest import running_server, token_minter
 from tests.support.devauthority import DevAuthority
 
 ACCESS_AUDIENCE = "chittyauth-dev"
@@ -51,12 +52,8 @@ def id_config(config: Config, dev_authority: DevAuthority) -> Config:
 
 @pytest.fixture
 async def id_server(id_config: Config, clock: FakeClock) -> AsyncIterator[Server]:
-    server = Server(id_config, clock=clock)
-    await server.start()
-    try:
+    async with running_server(id_config, clock) as server:
         yield server
-    finally:
-        await server.stop(grace=1.0)
 
 
 @pytest.fixture
@@ -68,22 +65,4 @@ async def id_channel(id_server: Server) -> AsyncIterator[aio.Channel]:
 @pytest.fixture
 def mint_token(id_server: Server) -> Callable[..., Awaitable[str]]:
     """A real access token from the server's own token service."""
-
-    async def mint(
-        subject: str = "test-admin",
-        scopes: Sequence[str] = ("chittyauth:admin",),
-        token_use: str = "service",
-        **claims: Any,
-    ) -> str:
-        async with id_server.store.transaction() as tx:
-            issued = await id_server.tokens.issue(
-                tx,
-                subject=subject,
-                client_id=claims.pop("client_id", "test-client"),
-                token_use=token_use,
-                scopes=scopes,
-                **claims,
-            )
-        return issued.token
-
-    return mint
+    return token_minter(id_server)

@@ -16,7 +16,7 @@ from chitty.auth.v1 import client_pb2, client_service_pb2, client_service_pb2_gr
 from chittyauth.app import Server
 from chittyauth.clock import FakeClock
 from chittyauth.config import Config, TokenConfig, replace
-from tests.conftest import bearer
+from tests.conftest import bearer, running_server, token_minter
 
 USER = "AB-C-PEO-1234-P-56-H-7"
 REDIRECT = "https://app.example/callback"
@@ -82,12 +82,8 @@ def oauth_config(config: Config) -> Config:
 
 @pytest.fixture
 async def oauth_server(oauth_config: Config, clock: FakeClock) -> AsyncIterator[Server]:
-    srv = Server(oauth_config, clock=clock)
-    await srv.start()
-    try:
+    async with running_server(oauth_config, clock) as srv:
         yield srv
-    finally:
-        await srv.stop(grace=0.5)
 
 
 @pytest.fixture
@@ -98,12 +94,7 @@ async def oauth_channel(oauth_server: Server) -> AsyncIterator[aio.Channel]:
 
 @pytest.fixture
 def mint(oauth_server: Server) -> Callable[..., Awaitable[str]]:
-    async def make(**kw: object) -> str:
-        async with oauth_server.store.transaction() as tx:
-            issued = await oauth_server.tokens.issue(tx, **kw)  # type: ignore[arg-type]
-        return issued.token
-
-    return make
+    return token_minter(oauth_server)
 
 
 @pytest.fixture
