@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from chittyauth.domain import chittyid, ids
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.clients import MAX_SCOPE_LENGTH, TokenRevoker, check_scope_token
 from chittyauth.domain.errors import (
     DomainError,
@@ -429,18 +430,12 @@ class ApiKeyAdmin:
         request_id: str,
         refusal: DomainError,
     ) -> None:
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(
-                    actor=caller.subject or "unknown",
-                    subject=owner[: chittyid.MAX_CHITTY_ID_LENGTH] or caller.subject or "unknown",
-                    action=action,
-                    outcome="failure",
-                    resource=f"apiKeys/{key_id[:MAX_KEY_ID_LENGTH]}" if key_id else "",
-                    request_id=request_id,
-                    attributes={"reason": refusal.reason},
-                )
-            )
+        await audit_refusal(
+            self._store, refusal, action=action, actor=caller.subject,
+            subject=owner[: chittyid.MAX_CHITTY_ID_LENGTH] or caller.subject,
+            resource=f"apiKeys/{key_id[:MAX_KEY_ID_LENGTH]}" if key_id else "",
+            request_id=request_id,
+        )  # fmt: skip
 
 
 def _own_chitty_id(caller: Principal) -> str:

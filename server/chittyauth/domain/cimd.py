@@ -40,6 +40,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from chittyauth.clock import Clock
 from chittyauth.config import OAuthConfig
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.clients import (
     GRANT_AUTHORIZATION_CODE,
     GRANT_REFRESH_TOKEN,
@@ -50,7 +51,6 @@ from chittyauth.domain.clients import (
     check_redirect_uri,
 )
 from chittyauth.domain.errors import DomainError, InvalidClient, InvalidRequest
-from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -322,18 +322,10 @@ class ClientMetadataDocuments:
         )
 
     async def _audit_refusal(self, url: str, refusal: DomainError, request_id: str) -> None:
-        subject = url[:MAX_URL_LENGTH]
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(
-                    actor=subject,
-                    subject=subject,
-                    action="client.metadata_document",
-                    outcome="failure",
-                    request_id=request_id,
-                    attributes={"reason": refusal.reason, "why": refusal.message[:200]},
-                )
-            )
+        await audit_refusal(
+            self._store, refusal, action="client.metadata_document", actor=url,
+            request_id=request_id, attributes={"why": refusal.message[:200]},
+        )  # fmt: skip
 
 
 def _strings(document: dict[str, Any], name: str, default: tuple[str, ...]) -> list[str]:

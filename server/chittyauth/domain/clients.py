@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from chittyauth.domain import ids
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     AlreadyExists,
     DomainError,
@@ -880,18 +881,12 @@ class ClientAdmin:
     async def _audit_failure(
         self, actor: str, action: str, client_id: str, request_id: str, refusal: DomainError
     ) -> None:
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(
-                    actor=actor or "unknown",
-                    subject=client_id[:MAX_CLIENT_ID_LENGTH] or "unknown",
-                    action=action,
-                    outcome="failure",
-                    resource=f"clients/{client_id[:MAX_CLIENT_ID_LENGTH]}" if client_id else "",
-                    request_id=request_id,
-                    attributes={"reason": refusal.reason},
-                )
-            )
+        await audit_refusal(
+            self._store, refusal, action=action, actor=actor,
+            subject=client_id[:MAX_CLIENT_ID_LENGTH] or "unknown",
+            resource=f"clients/{client_id[:MAX_CLIENT_ID_LENGTH]}" if client_id else "",
+            request_id=request_id,
+        )  # fmt: skip
 
 
 def _not_found(client_id: str) -> NotFound:

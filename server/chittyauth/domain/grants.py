@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     DomainError,
     InvalidClient,
@@ -161,16 +162,6 @@ class MachineGrants:
     async def _audit_failure(
         self, subject: str, action: str, refusal: DomainError, request_id: str
     ) -> None:
-        # The id is the caller's input: bound it before it reaches the audit log.
-        subject = subject[:128] or "unknown"
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(
-                    actor=subject,
-                    subject=subject,
-                    action=action,
-                    outcome="failure",
-                    request_id=request_id,
-                    attributes={"reason": refusal.reason},
-                )
-            )
+        await audit_refusal(
+            self._store, refusal, action=action, actor=subject, request_id=request_id
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import DomainError, InvalidRequest, PermissionDenied
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import RESERVED_CLAIMS, IssuedToken, TokenService
@@ -135,17 +136,11 @@ class TokenIssuer:
     async def _audit_refusal(
         self, caller: Principal, chitty_id: str, refusal: DomainError, request_id: str
     ) -> None:
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(
-                    actor=caller.subject,
-                    subject=chitty_id[:MAX_NAME_CHARS] or "unknown",
-                    action="token.issued",
-                    outcome="failure",
-                    request_id=request_id,
-                    attributes={"grant": "issue_token", "reason": refusal.reason},
-                )
-            )
+        await audit_refusal(
+            self._store, refusal, action="token.issued", actor=caller.subject,
+            subject=chitty_id[:MAX_NAME_CHARS] or "unknown", request_id=request_id,
+            attributes={"grant": "issue_token"},
+        )  # fmt: skip
 
 
 def _check_request(

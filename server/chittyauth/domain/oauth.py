@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from chittyauth.clock import Clock
 from chittyauth.config import TokenConfig
 from chittyauth.domain import ids
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.clients import ClientRecord, ClientRegistry
 from chittyauth.domain.errors import (
     DomainError,
@@ -574,8 +575,7 @@ class OAuthFlows:
         self, actor: str, subject_or_client: str, action: str, refusal: DomainError,
         request_id: str,
     ) -> None:  # fmt: skip
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(actor or "unknown", actor or "unknown", action, "failure",
-                            subject_or_client, request_id, {"reason": refusal.reason})
-            )  # fmt: skip
+        await audit_refusal(
+            self._store, refusal, action=action, actor=actor, resource=subject_or_client,
+            request_id=request_id,
+        )  # fmt: skip

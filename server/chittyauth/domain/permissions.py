@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from chittyauth.clock import Clock
 from chittyauth.domain import paging
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     DomainError,
     InvalidRequest,
@@ -310,14 +311,7 @@ class PermissionRegistry:
         refusal: DomainError,
         request_id: str,
     ) -> None:
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(
-                    actor=principal.subject,
-                    subject=subject[:MAX_CHITTY_ID_CHARS] or principal.subject,
-                    action=action,
-                    outcome="failure",
-                    request_id=request_id,
-                    attributes={"reason": refusal.reason},
-                )
-            )
+        await audit_refusal(
+            self._store, refusal, action=action, actor=principal.subject,
+            subject=subject[:MAX_CHITTY_ID_CHARS] or principal.subject, request_id=request_id,
+        )  # fmt: skip

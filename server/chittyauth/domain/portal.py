@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     DomainError,
     InvalidClient,
@@ -178,18 +179,7 @@ async def audit_failure(
     store: SqliteStore, action: str, subject: str, refusal: DomainError, request_id: str
 ) -> None:
     """One failure record in a transaction of its own (the refused call wrote nothing else)."""
-    subject = subject[:128] or "unknown"
-    async with store.transaction() as tx:
-        await tx.audit(
-            AuditRecord(
-                actor=subject,
-                subject=subject,
-                action=action,
-                outcome="failure",
-                request_id=request_id,
-                attributes={"reason": refusal.reason},
-            )
-        )
+    await audit_refusal(store, refusal, action=action, actor=subject, request_id=request_id)
 
 
 class _KeyedLocks:

@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from chittyauth.clock import Clock
 from chittyauth.config import Config, SessionConfig, TokenConfig
 from chittyauth.domain import paging
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.changefeed import ChangeFeed
 from chittyauth.domain.errors import (
     Aborted,
@@ -1000,21 +1001,12 @@ class SessionService:
 
     async def _audit_refusal(self, attempt: _Attempt, exc: DomainError) -> None:
         try:
-            async with self._store.transaction() as tx:
-                await tx.audit(
-                    AuditRecord(
-                        actor=attempt.principal.subject,
-                        subject=attempt.subject or attempt.principal.subject,
-                        action=attempt.action,
-                        outcome="failure",
-                        resource=attempt.resource,
-                        request_id=attempt.request_id,
-                        attributes={
-                            "reason": exc.reason,
-                            "client_id": attempt.principal.client_id,
-                        },
-                    )
-                )
+            await audit_refusal(
+                self._store, exc, action=attempt.action, actor=attempt.principal.subject,
+                subject=attempt.subject or attempt.principal.subject, resource=attempt.resource,
+                request_id=attempt.request_id,
+                attributes={"client_id": attempt.principal.client_id},
+            )  # fmt: skip
         except Exception:  # the refusal itself must still reach the caller
             log.exception("cannot audit a refused session call", extra={"action": attempt.action})
 

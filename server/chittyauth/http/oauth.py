@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from chittyauth.config import Config
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     DomainError,
     InvalidClient,
@@ -43,7 +44,6 @@ from chittyauth.http.errors import (
     require_content_type,
 )
 from chittyauth.http.metrics import Metrics
-from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -573,19 +573,7 @@ class OAuthEndpoints:
     async def _write_failure(
         self, actor: str, action: str, refusal: DomainError, request_id: str
     ) -> None:
-        # The id is the caller's input: bound it before it reaches the audit log.
-        actor = actor[:MAX_AUDITED_ID] or "unknown"
-        async with self._store.transaction() as tx:
-            await tx.audit(
-                AuditRecord(
-                    actor=actor,
-                    subject=actor,
-                    action=action,
-                    outcome="failure",
-                    request_id=request_id,
-                    attributes={"reason": refusal.reason},
-                )
-            )
+        await audit_refusal(self._store, refusal, action=action, actor=actor, request_id=request_id)
 
 
 def _id_and_secret(client: PresentedClient | None) -> tuple[str, str]:
