@@ -315,6 +315,7 @@ def http_scenarios(bench: Bench, server: ChittyAuth) -> None:
         "Content-Type": "application/x-www-form-urlencoded",
         "Authorization": f"Basic {basic}",
     }
+    bench.extra["http_headers"] = headers
     aio_proc, aio_port = fixture.start_baseline("http", bench.workdir)
     try:
         gen = "wrk -t 1 -c 64"
@@ -372,7 +373,9 @@ def profile(bench: Bench, server: ChittyAuth, scenario: Scenario) -> None:
             f"http://127.0.0.1:{server.http_port}/introspect",
             f"token={bench.extra['hot_token']}",
             duration_s=DURATION_S,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            # The measured run's headers: without client authentication every request would
+            # be a refused (and audited) one, and the profile would show the wrong path.
+            headers=bench.extra["http_headers"],
         )
     else:
         bench.grpc_unary(server.grpc_port, VALIDATE, bench.extra["validate_body"])

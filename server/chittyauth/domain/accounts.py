@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -107,8 +108,11 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
-# Verified against when the email is unknown, so that answer costs one scrypt like any other.
-_DUMMY_HASH = hash_password("not-a-real-password", salt=bytes(SALT_BYTES))
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so that answer costs one scrypt like any
+    other. Made on first use: hashing at import would slow every start-up."""
+    return hash_password("not-a-real-password", salt=bytes(SALT_BYTES))
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,7 @@ class AccountLogins:
         if len(email) <= MAX_PASSWORD_CHARS and len(password) <= MAX_PASSWORD_CHARS:
             async with self._store.read() as reader:
                 account = await repo.account_by_email(reader, key)
-        encoded = account.password_hash if account is not None else _DUMMY_HASH
+        encoded = account.password_hash if account is not None else _dummy_hash()
         matches = await asyncio.to_thread(verify_password, password[:MAX_PASSWORD_CHARS], encoded)
         now = self._clock.now()
         locked = account is not None and account.locked_until > now

@@ -24,6 +24,7 @@ recently used evicted from the registry too).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
@@ -132,7 +133,7 @@ class ClientMetadataDocuments:
         self._store = store
         self._clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._ssl = ssl.create_default_context(cafile=config.cimd_ca_file or None)
+        self._ca_file = config.cimd_ca_file or None
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -320,6 +321,11 @@ class ClientMetadataDocuments:
             create_time=now,
             update_time=now,
         )
+
+    @functools.cached_property
+    def _ssl(self) -> ssl.SSLContext:
+        """Built on first fetch: loading the CA store would otherwise slow every start-up."""
+        return ssl.create_default_context(cafile=self._ca_file)
 
     async def _audit_refusal(self, url: str, refusal: DomainError, request_id: str) -> None:
         await audit_refusal(

@@ -33,9 +33,12 @@ class RevocationSets:
             bucket[value] = until
 
     def load(self, rows: Sequence[tuple[str, str, float]]) -> None:
+        # ``add`` inlined: start-up loads every live revocation through here.
+        sets = self._sets
         for kind, value, until in rows:
-            if kind in self._sets:
-                self.add(kind, value, until)
+            bucket = sets.get(kind)
+            if bucket is not None and bucket.get(value, 0.0) < until:
+                bucket[value] = until
 
     def apply(self, changes: Sequence[Change]) -> None:
         """Change-feed subscriber for ``revocation.`` changes."""
