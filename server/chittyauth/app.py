@@ -238,6 +238,7 @@ class Server:
             allow_legacy_ids=self.config.authority.allow_legacy_ids,
         )
         self.servicers["ApiKeyService"] = ApiKeyServicer(api_key_admin, self.tokens)
+        self.api_key_admin = api_key_admin  # the HTTP shim's /v1/api-keys/generate uses it
 
         # OAuth 2.1 flows, and the AuthService in front of every grant.
         self.oauth = OAuthFlows(

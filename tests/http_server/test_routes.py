@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -173,7 +172,3 @@ async def test_unknown_paths_stay_404_status_json(http: aiohttp.ClientSession, b
     async with http.get(f"{base}/v1/not-a-route") as response:
         assert response.status == 404
         assert (await response.json())["details"][0]["reason"] == "ROUTE_NOT_FOUND"
-    # Historical routes whose behaviour does not exist are simply not served.
-    path = urllib.parse.quote("/v1/tokens/generate")
-    async with http.post(f"{base}{path}", json={"chitty_id": "x"}) as response:
-        assert response.status == 404

@@ -366,10 +366,12 @@ class McpServerLogins:
         scopes: Sequence[str],
         resources: Sequence[str],
         request_id: str,
+        server_id: str = "",
     ) -> IssuedToken:
         """Issues an ``mcp_server`` token for a registered MCP server client.
 
         Args:
+            server_id: when given, it must be the server id registered for the client.
             chitty_id: the person the server acts for ('' for none); checked with the
                 authority and carried as the ``chitty_id`` claim (sub stays the client id).
             capabilities: a subset of the client's registered ones; empty means all of them.
@@ -384,6 +386,12 @@ class McpServerLogins:
             client = self._clients.authenticate(client_id, client_secret)
             if client.kind != "mcp_server":
                 raise InvalidClient("client authentication failed")
+            if server_id and server_id != (client.server_id or client.client_id):
+                raise InvalidRequest(
+                    "server_id does not match the MCP server registered for this client",
+                    reason="SERVER_ID_MISMATCH",
+                    metadata={"field": "server_id"},
+                )
             granted_caps = _subset(capabilities, client.capabilities, "capability")
             granted_scopes = _subset(scopes, client.allowed_scopes, "scope")
             audience = checked_resources(resources)

@@ -52,6 +52,7 @@ from chittyauth.http.errors import (
     render,
 )
 from chittyauth.http.legacy import LegacyRoutes
+from chittyauth.http.legacy_identity import LegacyIdentityRoutes
 from chittyauth.http.metrics import Metrics
 from chittyauth.http.oauth import ClientLookup, OAuthEndpoints, authorization_scheme
 from chittyauth.http.openapi import build_openapi
@@ -225,7 +226,14 @@ class HttpShim:
             metrics=metrics,
             max_body_bytes=http_config.max_body_bytes,
         )
+        old = LegacyIdentityRoutes(
+            server=server,
+            tokens=server.tokens,
+            clock=clock,
+            max_body_bytes=http_config.max_body_bytes,
+        )
         status, oauth_style, legacy_style = ErrorStyle.STATUS, ErrorStyle.OAUTH, ErrorStyle.LEGACY
+        success_style = ErrorStyle.LEGACY_SUCCESS
         routes = [
             _Route("/healthz", {"GET": self._healthz}, status),
             _Route("/metrics", {"GET": self._metrics}, status),
@@ -248,6 +256,22 @@ class HttpShim:
             _Route("/v1/tokens/validate", {"POST": legacy.validate_token}, legacy_style),
             _Route("/v1/api-keys/validate", {"POST": legacy.validate_api_key}, legacy_style),
             _Route("/health", {"GET": legacy.health}, status),
+            _Route("/v1/mcp/portal/authenticate", {"POST": old.portal_authenticate}, success_style),
+            _Route("/v1/mcp/linked-app/oauth", {"POST": old.linked_app_oauth}, success_style),
+            _Route("/v1/mcp/linked-app/token", {"POST": old.linked_app_token}, oauth_style),
+            _Route("/v1/mcp/authenticate", {"POST": old.mcp_authenticate}, success_style),
+            _Route("/v1/mcp/validate", {"POST": old.mcp_validate}, legacy_style),
+            _Route("/v1/tokens/generate", {"POST": old.generate_token}, success_style),
+            _Route("/v1/api-keys/generate", {"POST": old.generate_api_key}, success_style),
+            _Route("/v1/authorizations/grant", {"POST": old.grant_authorization}, success_style),
+            _Route("/v1/authorizations/check", {"POST": old.check_authorization}, success_style),
+            _Route(
+                "/v1/authorizations/{chitty_id}", {"GET": old.list_authorizations}, success_style
+            ),
+            _Route("/v1/auth/register", {"POST": old.register}, success_style),
+            _Route("/v1/auth/login", {"POST": old.login}, success_style),
+            _Route("/v1/auth/validate", {"POST": old.validate_session}, legacy_style),
+            _Route("/v1/auth/logout", {"POST": old.logout}, success_style),
         ]
         app = web.Application(middlewares=[self._edge], client_max_size=http_config.max_body_bytes)
         app.on_response_prepare.append(self._add_headers)

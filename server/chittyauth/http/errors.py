@@ -57,6 +57,7 @@ class ErrorStyle(enum.Enum):
     STATUS = "status"  # google.rpc.Status JSON (transcoded and plain JSON routes)
     OAUTH = "oauth"  # RFC 6749 §5.2
     LEGACY = "legacy"  # {"valid": false, "error"} of the historical validate routes
+    LEGACY_SUCCESS = "legacy_success"  # {"success": false, "error"} of the other old routes
 
 
 class PayloadTooLarge(InvalidRequest):
@@ -99,6 +100,11 @@ def render(error: DomainError, style: ErrorStyle, *, auth_scheme: str = "") -> w
     elif style is ErrorStyle.LEGACY:
         response = json_response(
             {"valid": False, "error": error.message, "reason": error.reason},
+            status=error.http_status,
+        )
+    elif style is ErrorStyle.LEGACY_SUCCESS:
+        response = json_response(
+            {"success": False, "error": error.message, "reason": error.reason},
             status=error.http_status,
         )
     else:
@@ -156,6 +162,8 @@ def internal_error(style: ErrorStyle, request_id: str) -> web.Response:
         )
     if style is ErrorStyle.LEGACY:
         return json_response({"valid": False, "error": message}, status=500)
+    if style is ErrorStyle.LEGACY_SUCCESS:
+        return json_response({"success": False, "error": message}, status=500)
     return json_response({"code": _INTERNAL_CODE, "message": message, "details": []}, status=500)
 
 

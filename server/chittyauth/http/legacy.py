@@ -81,15 +81,15 @@ class LegacyRoutes:
             result = Validation(False, "WRONG_TOKEN_USE", {}, result.kind)
         self._metrics.validation(result.active, result.reason)
         if not result.active:
-            return _invalid(result)
+            return invalid_answer(result)
         claims = result.claims
         return json_response(
             {
                 "valid": True,
                 # A user's token carries chitty_id; a machine's subject is its client id.
                 "chitty_id": str(claims.get("chitty_id") or claims.get("sub", "")),
-                "issued_at": _rfc3339(claims.get("iat")),
-                "expires_at": _rfc3339(claims.get("exp")),
+                "issued_at": rfc3339(claims.get("iat")),
+                "expires_at": rfc3339(claims.get("exp")),
             }
         )
 
@@ -102,14 +102,14 @@ class LegacyRoutes:
             result = Validation(False, "UNKNOWN_CREDENTIAL", {}, result.kind)
         self._metrics.validation(result.active, result.reason)
         if not result.active:
-            return _invalid(result)
+            return invalid_answer(result)
         claims = result.claims
         return json_response(
             {
                 "valid": True,
                 "chitty_id": str(claims.get("chitty_id", "")),
                 "scopes": str(claims.get("scope", "")).split(),
-                "expires_at": _rfc3339(claims.get("exp")),
+                "expires_at": rfc3339(claims.get("exp")),
             }
         )
 
@@ -133,14 +133,7 @@ class LegacyRoutes:
             UnsupportedMediaType, PayloadTooLarge: the body's type or size.
             InvalidRequest: not a JSON object, or ``name`` missing, empty or not a string.
         """
-        require_content_type(request, JSON_CONTENT_TYPE)
-        body = await read_body(request, self._max_body)
-        try:
-            payload: Any = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidRequest("request body is not valid JSON", reason="MALFORMED_JSON") from exc
-        if not isinstance(payload, dict):
-            raise InvalidRequest("request body must be a JSON object", reason="MALFORMED_JSON")
+        payload = await read_json_object(request, self._max_body)
         value = payload.get(name)
         if not isinstance(value, str) or not value:
             raise InvalidRequest(
@@ -151,7 +144,25 @@ class LegacyRoutes:
         return value
 
 
-def _invalid(result: Validation) -> web.Response:
+async def read_json_object(request: web.Request, max_body_bytes: int) -> dict[str, Any]:
+    """The JSON object body of a legacy route.
+
+    Raises:
+        UnsupportedMediaType, PayloadTooLarge: the body's type or size.
+        InvalidRequest: the body is not a JSON object (reason ``MALFORMED_JSON``).
+    """
+    require_content_type(request, JSON_CONTENT_TYPE)
+    body = await read_body(request, max_body_bytes)
+    try:
+        payload: Any = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("request body is not valid JSON", reason="MALFORMED_JSON") from exc
+    if not isinstance(payload, dict):
+        raise InvalidRequest("request body must be a JSON object", reason="MALFORMED_JSON")
+    return payload
+
+
+def invalid_answer(result: Validation) -> web.Response:
     return json_response(
         {
             "valid": False,
@@ -162,7 +173,7 @@ def _invalid(result: Validation) -> web.Response:
     )
 
 
-def _rfc3339(epoch: Any) -> str | None:
+def rfc3339(epoch: Any) -> str | None:
     if isinstance(epoch, bool) or not isinstance(epoch, int | float):
         return None
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

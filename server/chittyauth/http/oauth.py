@@ -182,7 +182,7 @@ def presented_client(request: web.Request, form: FormParams) -> PresentedClient 
                 "use one client authentication method, not Basic and client_secret",
                 reason="MULTIPLE_CLIENT_AUTHENTICATION",
             )
-        client_id, secret = _decode_basic(credentials.strip())
+        client_id, secret = decode_basic(credentials.strip())
         if form_id and form_id != client_id:
             raise InvalidClient("client authentication failed")
         return PresentedClient(client_id, secret, AUTH_BASIC)
@@ -195,7 +195,7 @@ def presented_client(request: web.Request, form: FormParams) -> PresentedClient 
     return None
 
 
-def _decode_basic(credentials: str) -> tuple[str, str]:
+def decode_basic(credentials: str) -> tuple[str, str]:
     refused = InvalidClient("client authentication failed")
     if not credentials or len(credentials) > 4 * (MAX_CLIENT_ID_LENGTH + MAX_SECRET_LENGTH):
         raise refused
