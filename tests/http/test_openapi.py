@@ -87,7 +87,7 @@ def test_every_rpc_appears_with_its_method_and_a_path_its_template_matches(
         ("get", "/v1/sessions/{session}", "SyncService_GetSession"),
         ("post", "/v1/sessions/{session}:revoke", "SyncService_RevokeSession"),
         ("put", "/v1/sessions/{session}/states/{mcp_server}", "SyncService_PutSessionState"),
-        ("patch", "/v1/clients/{client.client_id}", "ClientService_UpdateClient"),
+        ("patch", "/v1/clients/{client_id}", "ClientService_UpdateClient"),
         ("get", "/v1/sessions:watch", "SyncService_WatchSessions"),
         ("delete", "/v1/clients/{client_id}", "ClientService_DeleteClient"),
     ],
@@ -171,7 +171,9 @@ def test_request_bodies_and_query_parameters(document: dict[str, Any]) -> None:
         "include_ended",
     }
     assert "requestBody" not in listing
-    update = document["paths"]["/v1/clients/{client.client_id}"]["patch"]
+    update = document["paths"]["/v1/clients/{client_id}"]["patch"]
+    [client_id] = [p for p in update["parameters"] if p["in"] == "path"]
+    assert (client_id["name"], client_id["x-proto-field"]) == ("client_id", "client.client_id")
     assert update["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": SCHEMAS + "chitty.auth.v1.Client"
     }

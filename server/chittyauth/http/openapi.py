@@ -379,10 +379,15 @@ class _Builder:
             field = resolve_field_path(request, variable.field_path)[-1]
             text = self.doc(field.full_name)
             if variable.pattern in ((WILDCARD,), (MULTI_WILDCARD,)):
-                taken.add(dotted)
-                parts.append(f"{{{dotted}}}")
+                # A nested field (`client.client_id`) is named by its last part: OpenAPI
+                # tools do not all accept dots in path parameter names.
+                name = _unique(variable.field_path[-1], taken)
+                parts.append(f"{{{name}}}")
                 extra = " May contain `/`." if variable.pattern == (MULTI_WILDCARD,) else ""
-                parameters.append(_path_parameter(dotted, self._single(field), text + extra))
+                parameter = _path_parameter(name, self._single(field), text + extra)
+                if name != dotted:
+                    parameter["x-proto-field"] = dotted
+                parameters.append(parameter)
             else:
                 names = [
                     _unique(_singular(previous) or f"{dotted}_part", taken)
