@@ -62,8 +62,13 @@ class Server:
         *,
         clock: Clock | None = None,
         extra_services: Sequence[tuple[Any, Any]] = (),
+        worker: int | None = None,
     ) -> None:
         self.config = config
+        # This process's index under `serve --workers N` (None: the only process). A worker
+        # shares its ports with the others (SO_REUSEPORT), and the supervisor has already done
+        # the once-only start-up writes (migrations, first signing keys, the clients file).
+        self.worker = worker
         self.clock = clock or SystemClock()
         self.store = SqliteStore(
             config.store.path, self.clock, busy_timeout_ms=config.store.busy_timeout_ms
@@ -105,7 +110,9 @@ class Server:
         await self.health.set("", SERVING)
         if self.config.http.enabled:
             self.http = HttpShim(self)
-            self.http_port = await self.http.start(self.config.http.host, self.config.http.port)
+            self.http_port = await self.http.start(
+                self.config.http.host, self.config.http.port, reuse_port=self.worker is not None
+            )
         log.info("serving", extra={"grpc": self.grpc_target})
 
     async def stop(self, grace: float | None = None) -> None:
@@ -165,8 +172,8 @@ class Server:
                     "grpc.http2.min_ping_interval_without_data_ms",
                     int(grpc_config.min_ping_interval_s * 1000),
                 ),
-                # Never share a port with another process by accident.
-                ("grpc.so_reuseport", 0),
+                # Share the port only with the other workers, never with a process by accident.
+                ("grpc.so_reuseport", 0 if self.worker is None else 1),
             ],
         )
         # Every method handler is wrapped once at registration (request id, credentials,
@@ -190,7 +197,8 @@ class Server:
 
         self.keys = KeyRing(self.store, self.clock, self.config)
         await self.keys.load()
-        await self.keys.ensure_keys()
+        if self.worker is None:  # a worker's supervisor made them before it started
+            await self.keys.ensure_keys()
         self.feed.subscribe((CHANGE_PREFIX,), self.keys.on_changes)
         self.servicers["KeyService"] = KeyServicer(
             self.keys, DeferredResolver(lambda: getattr(self, "tokens", None))
@@ -223,7 +231,7 @@ class Server:
         self.tokens.api_keys = self.api_keys
         client_admin = ClientAdmin(self.store, self.clients, revoker=self.tokens)
         self.client_admin = client_admin  # the HTTP shim's /register creates clients with it
-        if self.config.clients_file:
+        if self.config.clients_file and self.worker is None:  # else applied by the supervisor
             await apply_clients_file(
                 self.config.clients_file,
                 client_admin,
@@ -329,14 +337,20 @@ class Server:
         return pending_servicer(spec.base, spec.descriptor, _ARRIVES_WITH[name])()
 
 
-def create_server(config: Config, *, clock: Clock | None = None) -> Server:
+def create_server(
+    config: Config, *, clock: Clock | None = None, worker: int | None = None
+) -> Server:
     """Builds a server from config; nothing is opened or bound until ``start()``."""
-    return Server(config, clock=clock)
+    return Server(config, clock=clock, worker=worker)
 
 
-async def serve(config: Config) -> int:
-    """Runs a server until SIGTERM or SIGINT, then shuts it down gracefully."""
-    server = create_server(config)
+async def serve(config: Config, *, worker: int | None = None) -> int:
+    """Runs a server until SIGTERM or SIGINT, then shuts it down gracefully.
+
+    Args:
+        worker: this process's index under ``serve --workers N`` (see ``Server.worker``).
+    """
+    server = create_server(config, worker=worker)
     try:
         await server.start()
     except KeyEncryptionKeyError as exc:

@@ -32,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the gRPC server and the HTTP shim")
+    serve = commands.add_parser("serve", help="run the gRPC server and the HTTP shim")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the gRPC and HTTP ports (1-64, default 1)",
+    )
+    # Set by the supervisor of --workers N on each worker it starts.
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply pending database migrations")
     commands.add_parser("version", help="print the version")
     dev = commands.add_parser(
@@ -83,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "mcp":
         # The agent is a client of the service: it reads CHITTYAUTH_MCP_*, not the config.
         return _mcp(args)
+    if args.command == "serve" and (problem := _check_workers(args)):
+        print(f"chittyauth: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -92,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(args.log_level or config.log_level)
     if args.command == "serve":
-        return _run(_serve(config))
+        return _serve_command(args, config)
     if args.command == "migrate":
         return _run(_migrate(config))
     if args.command == "dev":
@@ -133,10 +144,38 @@ def _run(coro: object) -> int:
     return int(uvloop.run(coro))  # type: ignore[arg-type]
 
 
-async def _serve(config: Config) -> int:
+def _check_workers(args: argparse.Namespace) -> str:
+    from chittyauth.workers import check_worker_count
+
+    problem = check_worker_count(args.workers)
+    if not problem and args.worker_index is not None and not 0 <= args.worker_index < args.workers:
+        problem = f"--worker-index must be below --workers ({args.workers})"
+    return problem
+
+
+def _serve_command(args: argparse.Namespace, config: Config) -> int:
+    """One server process, or with --workers N > 1 a supervisor of N (see workers.py)."""
+    if args.worker_index is not None:
+        from chittyauth.workers import end_with_parent, tag_log_lines
+
+        end_with_parent()
+        tag_log_lines(args.worker_index)
+        return _run(_serve(config, worker=args.worker_index))
+    if args.workers == 1:
+        return _run(_serve(config))
+    from chittyauth.workers import supervise
+
+    # The workers get the same global options; the rest of the config they read as we did.
+    options = ["--config", args.config] if args.config else []
+    if args.log_level:
+        options += ["--log-level", args.log_level]
+    return _run(supervise(config, args.workers, options))
+
+
+async def _serve(config: Config, *, worker: int | None = None) -> int:
     from chittyauth.app import serve
 
-    return await serve(config)
+    return await serve(config, worker=worker)
 
 
 async def _migrate(config: Config) -> int:

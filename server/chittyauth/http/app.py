@@ -140,8 +140,10 @@ class HttpShim:
         self._openapi: bytes | None = None
         self.app: web.Application | None = None
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Binds ``host:port`` (0 = ephemeral) and serves; returns the bound port.
+
+        ``reuse_port`` shares the port with the other workers of ``serve --workers N``.
 
         Raises:
             OSError: the address cannot be bound.
@@ -162,7 +164,7 @@ class HttpShim:
             shutdown_timeout=grpc_config.grace_period_s,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_port=False)
+        site = web.TCPSite(self._runner, host, port, reuse_port=reuse_port)
         try:
             await site.start()
         except OSError:
