@@ -15,10 +15,14 @@ one process (tests) keep separate counts. What is counted:
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 NAMESPACE = "chittyauth"
 # Token checks take microseconds, HTTP round trips milliseconds: start the buckets low.
@@ -52,41 +56,88 @@ class _BoundedLabel:
         return value
 
 
+class _RequestTally:
+    """A request counter and a latency histogram, for requests answered on the event loop.
+
+    Every request passes here, so an observation is a dict lookup, a bisect and two adds;
+    ``prometheus_client``'s own Counter and Histogram take a lock per update and walk the
+    buckets in Python. Only the event loop's thread updates and reads it (``render`` runs
+    there too). Exposed as ``<name>_total{labels…,result}`` and
+    ``<latency>{labels…}`` at scrape time.
+    """
+
+    def __init__(
+        self,
+        counter: tuple[str, str],
+        latency: tuple[str, str],
+        labels: tuple[str, ...],
+        result_label: str,
+    ) -> None:
+        self._counter = counter
+        self._latency = latency
+        self._labels = labels
+        self._result_label = result_label
+        self._counts: dict[tuple[str, ...], int] = {}
+        # Per label values: one count per bucket (the last is +Inf), then the sum.
+        self._rows: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, labels: tuple[str, ...], result: str, seconds: float) -> None:
+        key = (*labels, result)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        row = self._rows.get(labels)
+        if row is None:
+            row = self._rows[labels] = [0] * (len(LATENCY_BUCKETS) + 2)
+        seconds = max(0.0, seconds)
+        row[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        row[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        counter = CounterMetricFamily(*self._counter, labels=[*self._labels, self._result_label])
+        for key, count in list(self._counts.items()):
+            counter.add_metric(list(key), count)
+        yield counter
+        histogram = HistogramMetricFamily(*self._latency, labels=list(self._labels))
+        for labels, row in list(self._rows.items()):
+            buckets: list[tuple[str, float]] = []
+            running = 0.0
+            for bound, in_bucket in zip((*LATENCY_BUCKETS, float("inf")), row, strict=False):
+                running += in_bucket
+                buckets.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
+            histogram.add_metric(list(labels), buckets, sum_value=row[-1])
+        yield histogram
+
+
 class Metrics:
     """The counters and histograms of one server; ``render()`` is the /metrics body."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._http_requests = Counter(
-            "http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            ("route", "method", "status"),
-            namespace=NAMESPACE,
-            registry=self.registry,
-        )
-        self._http_latency = Histogram(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template and method.",
+        self._http = _RequestTally(
+            (
+                f"{NAMESPACE}_http_requests",
+                "HTTP requests answered, by route template, method and status.",
+            ),
+            (
+                f"{NAMESPACE}_http_request_duration_seconds",
+                "Time to answer an HTTP request, by route template and method.",
+            ),
             ("route", "method"),
-            namespace=NAMESPACE,
-            registry=self.registry,
-            buckets=LATENCY_BUCKETS,
+            "status",
         )
-        self._rpc_requests = Counter(
-            "grpc_requests",
-            "gRPC calls finished, by full method name and status code.",
-            ("method", "code"),
-            namespace=NAMESPACE,
-            registry=self.registry,
-        )
-        self._rpc_latency = Histogram(
-            "grpc_request_duration_seconds",
-            "Time to finish a gRPC call, by full method name.",
+        self._rpc = _RequestTally(
+            (
+                f"{NAMESPACE}_grpc_requests",
+                "gRPC calls finished, by full method name and status code.",
+            ),
+            (
+                f"{NAMESPACE}_grpc_request_duration_seconds",
+                "Time to finish a gRPC call, by full method name.",
+            ),
             ("method",),
-            namespace=NAMESPACE,
-            registry=self.registry,
-            buckets=LATENCY_BUCKETS,
+            "code",
         )
+        self.registry.register(self._http)
+        self.registry.register(self._rpc)
         self._tokens_issued = Counter(
             "tokens_issued",
             "Access tokens issued, by kind (token use).",
@@ -123,9 +174,7 @@ class Metrics:
             status: The response status.
             seconds: Time from receipt to the end of the response.
         """
-        method = self._http_method(method.upper())
-        self._child(self._http_requests, route, method, str(status)).inc()
-        self._child(self._http_latency, route, method).observe(max(0.0, seconds))
+        self._http.observe((route, self._http_method(method.upper())), str(status), seconds)
 
     def observe_rpc(self, method: str, code: str | _StatusCodeLike, seconds: float) -> None:
         """Counts one finished gRPC call (called by the server interceptor).
@@ -136,9 +185,7 @@ class Metrics:
             seconds: Time from the start of the call to its end.
         """
         code_name = code if isinstance(code, str) else code.name
-        label = self._rpc_method(method)
-        self._child(self._rpc_requests, label, code_name).inc()
-        self._child(self._rpc_latency, label).observe(max(0.0, seconds))
+        self._rpc.observe((self._rpc_method(method),), code_name, seconds)
 
     def token_issued(self, kind: str) -> None:
         """Counts one issued access token of ``kind`` (service, portal, linked_app …)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,19 +13,26 @@ class CallInfo:
     """The parts of a call that servicers and the domain need.
 
     ``bearer`` is the raw credential from ``authorization: Bearer …``; it is checked lazily by
-    whichever servicer needs a principal, so calls that need none (Validate) pay nothing.
+    whichever servicer needs a principal, so calls that need none (Validate) pay nothing. The
+    peer address is read from the call only when asked for (rate limits, audit).
     """
 
     method: str
     request_id: str
     bearer: str
-    peer: str
-    metadata: tuple[tuple[str, str], ...]
+    # (key, value) pairs as received; values of ``-bin`` keys are bytes and never matched.
+    metadata: Iterable[tuple[str, Any]]
+    _peer: Callable[[], str | None]
+
+    @property
+    def peer(self) -> str:
+        """The gRPC peer string (``ipv4:127.0.0.1:5555``), or ''."""
+        return self._peer() or ""
 
     def header(self, name: str) -> str:
-        """The first value of a metadata key (lowercase), or ''."""
+        """The first text value of a metadata key (lowercase), or ''."""
         for key, value in self.metadata:
-            if key == name:
+            if key == name and isinstance(value, str):
                 return value
         return ""
 

@@ -125,21 +125,19 @@ def _wrap(method: str, handler: Handler, observe: Observer | None) -> Handler:
 
 
 def _begin(method: str, context: aio.ServicerContext[Any, Any]) -> CallInfo:
-    # Binary (-bin) values are not needed by anything here.
-    metadata = tuple(
-        (key, value) for key, value in context.invocation_metadata() or () if isinstance(value, str)
-    )
+    metadata = context.invocation_metadata() or ()
     request_id = bearer = ""
     for key, value in metadata:
-        if key == REQUEST_ID_KEY:
+        # Binary (-bin) values are bytes: nothing here reads them.
+        if key == REQUEST_ID_KEY and isinstance(value, str):
             request_id = value[:_MAX_REQUEST_ID]
-        elif key == "authorization":
+        elif key == "authorization" and isinstance(value, str):
             scheme, _, credential = value.partition(" ")
             if scheme.lower() == "bearer":
                 bearer = credential.strip()
     if not request_id or not request_id.isprintable():
         request_id = f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
-    info = CallInfo(method, request_id, bearer, context.peer() or "", metadata)
+    info = CallInfo(method, request_id, bearer, metadata, context.peer)
     call_var.set(info)
     request_id_var.set(request_id)
     context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
