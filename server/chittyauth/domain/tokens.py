@@ -99,8 +99,8 @@ class _Verified:
     """A token whose signature and issuer were verified; the rest is checked per call."""
 
     __slots__ = (
-        "audiences", "claims", "client_id", "exp", "family", "jti", "not_before", "scopes",
-        "sid", "token_use",
+        "active", "audiences", "claims", "client_id", "exp", "family", "jti", "not_before",
+        "scopes", "sid", "token_use",
     )  # fmt: skip
 
     def __init__(self, claims: dict[str, Any]) -> None:
@@ -115,6 +115,8 @@ class _Verified:
         aud = claims.get("aud", ())
         self.audiences = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud)
         self.scopes = frozenset(str(claims.get("scope", "")).split())
+        # The answer while the checks pass, built once (answers are immutable).
+        self.active = Validation(True, "", claims, "access_token")
 
 
 _ALGORITHMS = get_default_algorithms()
@@ -312,7 +314,7 @@ class TokenService:
             return _inactive("INSUFFICIENT_SCOPE")
         if token_use and token_use != verified.token_use:
             return _inactive("WRONG_TOKEN_USE")
-        return Validation(True, "", verified.claims, "access_token")
+        return verified.active
 
     def _verify_signature(self, token: str) -> _Verified | Validation:
         header = _header(token)

@@ -63,11 +63,19 @@ class InterceptedServer:
     The same wrapping as ``CallInterceptor``, without grpc's per-call interceptor step (an
     extra coroutine and a handler lookup on every RPC): pass this where generated
     ``add_XServicer_to_server`` functions expect the server.
+
+    Methods the generated code would register one by one (``add_registered_method_handlers``)
+    go into one table served as a single generic handler instead: grpc.aio keeps a pending
+    request for every registered method and waits on all of them again after each call, work
+    that grows with the number of methods (about 40 here) on every RPC. One generic handler
+    keeps one pending request, and finding the method is a dict lookup.
     """
 
     def __init__(self, server: aio.Server, observe: Observer | None = None) -> None:
         self._server = server
         self._observe = observe
+        self._table = _MethodTable()
+        server.add_generic_rpc_handlers((self._table,))
 
     def add_generic_rpc_handlers(
         self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
@@ -79,17 +87,22 @@ class InterceptedServer:
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: dict[str, Handler]
     ) -> None:
-        # In grpc.aio.Server since 1.63, not yet in its type stubs.
-        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
-            service_name,
-            {
-                name: _wrap(f"/{service_name}/{name}", handler, self._observe)
-                for name, handler in method_handlers.items()
-            },
-        )
+        for name, handler in method_handlers.items():
+            method = f"/{service_name}/{name}"
+            self._table.methods[method] = _wrap(method, handler, self._observe)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)
+
+
+class _MethodTable(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """Wrapped handlers by full method name (``/pkg.Service/Method``)."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, Handler] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        return self.methods.get(handler_call_details.method)
 
 
 class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
