@@ -30,6 +30,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,fast]'
 	touch $@
 
+# Byte-compile our sources ahead of time: start-up then loads .pyc files instead of compiling
+# every module (imports are most of start-up), also where PYTHONDONTWRITEBYTECODE is set.
+.PHONY: bytecode
+bytecode: $(STAMP)
+	@$(PY) -m compileall -q -j 0 server clients bench >/dev/null
+
 ##@ Contract
 .PHONY: gen check-gen lint-proto breaking
 gen: $(STAMP) ## Regenerate the Python stubs in clients/ from proto/.
@@ -59,17 +65,17 @@ lint: $(STAMP) ## ruff, and mypy --strict on server/ and the hand-written client
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy server/chittyauth clients/chitty/auth/client
 
-test: check-gen lint-proto breaking lint ## Everything CI runs: stubs, buf, ruff, mypy, pytest.
+test: check-gen lint-proto breaking lint bytecode ## Everything CI runs: stubs, buf, ruff, mypy, pytest.
 	$(BIN)/pytest -q
 
 ##@ Run
 .PHONY: run bench
-run: $(STAMP) ## Run the service on its defaults, with the dev identity authority beside it.
+run: bytecode ## Run the service on its defaults, with the dev identity authority beside it.
 	$(BIN)/chittyauth dev
 
-bench: $(STAMP) ## Run the benchmarks and write bench/RESULTS.md.
+bench: bytecode ## Run the benchmarks and write bench/RESULTS.md.
 	$(PY) -m bench.run
 
 .PHONY: bench-scale
-bench-scale: $(STAMP) ## Validate, start-up and memory at 1,000,000 tokens; writes bench/SCALE.md.
+bench-scale: bytecode ## Validate, start-up and memory at 1,000,000 tokens; writes bench/SCALE.md.
 	$(PY) -m bench.scale
