@@ -182,12 +182,15 @@ def start_chittyauth(workdir: Path, db_path: Path | None = None) -> ChittyAuth:
     return server
 
 
-def restart(server: ChittyAuth) -> None:
-    """Stops the server and starts it again on the same config, database and ports."""
+def restart(server: ChittyAuth, workers: int = 1) -> None:
+    """Stops the server and starts it again on the same config, database and ports, as
+    ``serve --workers N`` when ``workers`` > 1."""
     server.proc.stop()
     env = child_env()
     env["BENCH_ADMIN_SECRET"] = server.admin_secret
     argv = [sys.executable, "-m", "chittyauth.cli", "--config", str(server.config_path), "serve"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     server.proc = Proc.start("chittyauth-2", argv, server.config_path.parent, env)
     asyncio.run(wait_serving(server))
 

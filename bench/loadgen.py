@@ -40,9 +40,11 @@ def h2load_grpc(
     duration_s: float,
     warmup_s: float,
     streams: int = 64,
+    connections: int = 1,
     headers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One h2load run: one connection, ``streams`` in flight, the framed ``body`` each time.
+    """One h2load run: ``streams`` in flight over ``connections`` (one by default), the framed
+    ``body`` each time.
 
     h2load checks the HTTP status only (always 200 for gRPC); callers verify the grpc-status
     of the same body once beforehand.
@@ -52,7 +54,7 @@ def h2load_grpc(
         body_file.write_bytes(body)
         log_file = Path(tmp) / "requests.log"
         argv = [
-            "h2load", "-c", "1", "-t", "1", "-m", str(streams),
+            "h2load", "-c", str(connections), "-t", "1", "-m", str(streams // connections),
             "-D", f"{duration_s:g}", f"--warm-up-time={warmup_s:g}",
             "-d", str(body_file),
             "-H", "content-type: application/grpc", "-H", "te: trailers",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,9 @@ WARMUP_S = 1.0
 STREAMS = 64
 SPREAD_TOKENS = int(os.environ.get("BENCH_SPREAD_TOKENS", "10000"))
 WATCHERS = int(os.environ.get("BENCH_WATCHERS", "1000"))
-# Comma-separated scenario groups to run (grpc, spread, code, sync, http, profile); all
+WORKERS = 2  # `serve --workers N` in the workers group
+CONNECTIONS = 4  # h2load connections there: the kernel spreads connections, not calls
+# Comma-separated scenario groups to run (grpc, spread, code, sync, http, workers, profile); all
 # when empty. For quick, narrow measurements while working on one path.
 ONLY = {g for g in os.environ.get("BENCH_ONLY", "").split(",") if g}
 RESULTS = Path(os.environ.get("BENCH_RESULTS", fixture.ROOT / "bench" / "RESULTS.md"))
@@ -340,25 +344,109 @@ def http_scenarios(bench: Bench, server: ChittyAuth) -> None:
         aio_proc.stop()
 
 
+def workers_scenarios(bench: Bench, server: ChittyAuth, echo_port: int) -> None:
+    """Validate and Exchange with ``serve --workers 2``, 64 calls in flight over 4 connections,
+    against the bare echo (one process) driven the same way."""
+    if not bench.h2load or "validate_body" not in bench.extra:
+        bench.notes.append("workers scenarios skipped: they need h2load and the gRPC group.")
+        return
+    gen = f"h2load -c {CONNECTIONS} -m {STREAMS // CONNECTIONS}"
+    echo = bench.add(Scenario(f"gRPC bare echo, {CONNECTIONS} connections (baseline)", gen))
+    validate = bench.add(
+        Scenario(
+            f"gRPC Validate, one hot token, --workers {WORKERS}",
+            gen,
+            echo.name,
+            target_rps_ratio=0.9,
+            target_p99_ratio=2.0,
+        )
+    )
+    issue = bench.add(
+        Scenario(
+            f"gRPC Exchange client_credentials, --workers {WORKERS}",
+            gen,
+            echo.name,
+            target_rps_ratio=0.5,
+        )
+    )
+
+    def run(port: int, path: str, body: bytes) -> dict[str, Any]:
+        return loadgen.h2load_grpc(
+            f"http://127.0.0.1:{port}{path}",
+            body,
+            duration_s=DURATION_S,
+            warmup_s=WARMUP_S,
+            streams=STREAMS,
+            connections=CONNECTIONS,
+        )
+
+    fixture.restart(server, workers=WORKERS)
+    try:
+        _interleave(
+            [
+                (echo, lambda: run(echo_port, ECHO, bench.extra["validate_body"])),
+                (validate, lambda: run(server.grpc_port, VALIDATE, bench.extra["validate_body"])),
+                (issue, lambda: run(server.grpc_port, EXCHANGE, bench.extra["exchange_body"])),
+            ]
+        )
+    finally:
+        fixture.restart(server)  # the profiles sample the single process
+
+
 def profile(bench: Bench, server: ChittyAuth, scenario: Scenario) -> None:
-    """py-spy samples the server during one more run; top frames by own and total time."""
+    """py-spy samples the server during one more run: where its event-loop thread's time
+    goes; for gRPC Validate, the bare echo is sampled the same way beside it."""
     if not _has_py_spy():
         bench.notes.append("profiling skipped: py-spy is not installable")
         return
-    out = bench.workdir / f"profile-{len(bench.profiles)}.txt"
+    extra = bench.extra
+    load: Callable[[], Any]
+    if "Exchange" in scenario.name:
+        load = partial(bench.grpc_unary, server.grpc_port, EXCHANGE, extra["exchange_body"])
+    elif "/introspect" in scenario.name:
+        load = partial(
+            loadgen.wrk_post,
+            f"http://127.0.0.1:{server.http_port}/introspect",
+            f"token={extra['hot_token']}",
+            duration_s=DURATION_S,
+            # The measured run's headers: without client authentication every request would
+            # be a refused (and audited) one, and the profile would show the wrong path.
+            headers=extra["http_headers"],
+        )
+    else:
+        load = partial(bench.grpc_unary, server.grpc_port, VALIDATE, extra["validate_body"])
+        echo_pid, echo_port = extra["echo"]
+        echo = bench.scenarios[scenario.baseline]
+        stacks = _spy(
+            bench, echo_pid, partial(bench.grpc_unary, echo_port, ECHO, extra["validate_body"])
+        )
+        if stacks:
+            bench.profiles[f"{echo.name}, for comparison"] = summarize_profile(
+                stacks, echo.median("rps"), entry="bench/baselines.py"
+            )
+    stacks = _spy(bench, server.proc.pid, load)
+    if stacks:
+        bench.profiles[scenario.name] = summarize_profile(stacks, scenario.median("rps"))
+
+
+def _spy(bench: Bench, pid: int, load: Callable[[], Any]) -> str | None:
+    """py-spy --native samples process ``pid`` while ``load`` runs; its raw stacks."""
+    out = bench.workdir / f"profile-{len(bench.profiles)}-{pid}.txt"
     spy = subprocess.Popen(  # our own venv's tool, fixed arguments
         [
             str(Path(sys.executable).parent / "py-spy"),
             "record",
             "--pid",
-            str(server.proc.pid),
+            str(pid),
             "--duration",
             f"{DURATION_S + 1:g}",
             "--format",
             "raw",
             "--output",
             str(out),
-            "--nonblocking",
+            # Native frames need the process paused per sample (no --nonblocking): the
+            # sampled run is slower than the measured ones.
+            "--native",
             "--rate",
             "200",
         ],
@@ -366,24 +454,12 @@ def profile(bench: Bench, server: ChittyAuth, scenario: Scenario) -> None:
         stderr=subprocess.PIPE,
     )
     time.sleep(0.5)
-    if "Exchange" in scenario.name:
-        bench.grpc_unary(server.grpc_port, EXCHANGE, bench.extra["exchange_body"])
-    elif "/introspect" in scenario.name:
-        loadgen.wrk_post(
-            f"http://127.0.0.1:{server.http_port}/introspect",
-            f"token={bench.extra['hot_token']}",
-            duration_s=DURATION_S,
-            # The measured run's headers: without client authentication every request would
-            # be a refused (and audited) one, and the profile would show the wrong path.
-            headers=bench.extra["http_headers"],
-        )
-    else:
-        bench.grpc_unary(server.grpc_port, VALIDATE, bench.extra["validate_body"])
+    load()
     _, err = spy.communicate(timeout=60)
     if not out.exists():
-        bench.notes.append(f"py-spy produced no profile for {scenario.name}: {err[-300:]!r}")
-        return
-    bench.profiles[scenario.name] = summarize_profile(out.read_text())
+        bench.notes.append(f"py-spy produced no profile of process {pid}: {err[-300:]!r}")
+        return None
+    return out.read_text()
 
 
 def _has_py_spy() -> bool:
@@ -399,32 +475,82 @@ def _has_py_spy() -> bool:
     return binary.exists()
 
 
-def summarize_profile(collapsed: str, top: int = 12) -> list[str]:
-    """Top frames by own samples and by inclusive samples, from py-spy's collapsed stacks."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    samples = 0
+# Where the event-loop thread's samples end, by the file or library of the innermost frame.
+_COMPONENTS = (
+    ("gRPC (cygrpc, grpc core)", ("cygrpc", "grpc/", "libgrpc")),
+    ("event loop (uvloop, asyncio)", ("uvloop", "loop.c", "asyncio", "core.c", "uv__")),
+    ("socket and epoll system calls", ("sendmsg", "recv", "epoll", "write (libc", "read (libc")),
+    ("protobuf", ("_message", "protobuf")),
+    ("SQLite", ("sqlite",)),
+    ("JWT and crypto", ("jwt/", "cryptography", "libcrypto", "hashlib", "hmac")),
+    ("json", ("json",)),
+    ("metrics (prometheus_client)", ("prometheus",)),
+)
+# The entry point's frames are on every stack of the event-loop thread.
+_ENTRY = "chittyauth/cli.py"
+_LINE = re.compile(r":\d+\)$")
+
+
+def _component(frame: str) -> str:
+    for name, needles in _COMPONENTS:
+        if any(needle in frame for needle in needles):
+            return name
+    return "CPython runtime and other"
+
+
+def summarize_profile(
+    collapsed: str, rps: float = 0.0, *, entry: str = _ENTRY, top: int = 10
+) -> list[str]:
+    """Where a server's event-loop thread spends its time, from py-spy --native stacks.
+
+    The samples whose stack passes through ChittyAuth code (the RPC handlers and all they
+    call) are one share; the rest is split by the library of the innermost frame. With the
+    scenario's measured ``rps``, each share is also given in microseconds per call: the loop
+    thread is busy all the time under this load, so a share of its second is spread over that
+    many calls. (The sampled run itself is slower: py-spy pauses the process per sample.)
+    """
+    ours: Counter[str] = Counter()
+    components: Counter[str] = Counter()
+    own_ours: Counter[str] = Counter()
+    samples = in_ours = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
+        if entry not in stack or not count_text.isdigit():
+            continue  # another thread: aiosqlite's, grpc's, py-spy's view of idle ones
         count = int(count_text)
-        frames = [f.strip() for f in stack.split(";") if f.strip()]
-        if not frames:
-            continue
+        # One name per function: line numbers would split a function over many rows.
+        frames = [_LINE.sub(")", f.strip()) for f in stack.split(";") if f.strip()]
         samples += count
-        own[frames[-1]] += count
-        for name in set(frames):
-            total[name] += count
+        mine = [f for f in frames if "chittyauth/" in f and _ENTRY not in f]
+        if mine:
+            in_ours += count
+            own_ours[next(f for f in reversed(frames) if "(" in f)] += count
+            for name in set(mine):
+                ours[name] += count
+        else:
+            components[_component(frames[-1])] += count
     if not samples:
         return ["(no samples)"]
-    lines = [f"{samples} samples at 200 Hz", "", "own time:"]
-    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in own.most_common(top)]
-    lines += ["", "inclusive (our code and grpc only):"]
-    ours = [(name, n) for name, n in total.most_common() if "chittyauth" in name or "grpc" in name][
-        :top
+
+    def row(n: int, name: str) -> str:
+        share = n / samples
+        per_call = f"{share * 1e6 / rps:7.1f} us/call  " if rps else ""
+        return f"  {100 * share:5.1f}%  {per_call}{name}"
+
+    lines = [
+        f"{samples} samples of the event-loop thread at 200 Hz (py-spy --native)"
+        + (f"; us/call at the measured {rps:,.0f} req/s" if rps else ""),
+        "",
+        "share of the event-loop thread:",
     ]
-    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in ours]
+    if in_ours:
+        lines.append(row(in_ours, "ChittyAuth code and everything it calls"))
+    lines += [row(n, name) for name, n in components.most_common()]
+    if ours:
+        lines += ["", "ChittyAuth functions, inclusive:"]
+        lines += [row(n, name) for name, n in ours.most_common(top)]
+        lines += ["", "innermost frames under ChittyAuth code:"]
+        lines += [row(n, name) for name, n in own_ours.most_common(top)]
     return lines
 
 
@@ -582,6 +708,7 @@ def main() -> int:
     if not has_h2load:
         bench.notes.append("h2load could not be installed: gRPC scenarios use bench.pyload.")
     echo_proc, echo_port = fixture.start_baseline("grpc", workdir)
+    bench.extra["echo"] = (echo_proc.pid, echo_port)
     server = fixture.start_chittyauth(workdir)
     try:
         asyncio.run(fixture.provision(server))
@@ -599,8 +726,19 @@ def main() -> int:
         _step(bench, "sync and watch", lambda: sync_scenarios(bench, server), "sync")
         if "hot_token" in bench.extra:
             _step(bench, "HTTP shim", lambda: http_scenarios(bench, server), "http")
+        _step(
+            bench,
+            f"--workers {WORKERS}",
+            lambda: workers_scenarios(bench, server, echo_port),
+            "workers",
+        )
         for s in list(bench.scenarios.values()):
-            if s.target_rps_ratio and s.baseline in bench.scenarios and s.runs:
+            if (
+                s.target_rps_ratio
+                and s.baseline in bench.scenarios
+                and s.runs
+                and "--workers" not in s.name  # the profile samples one process
+            ):
                 base = bench.scenarios[s.baseline]
                 r = s.median("rps") / max(base.median("rps"), 1e-9)
                 p = s.median("p99_ms") / max(base.median("p99_ms"), 1e-9)

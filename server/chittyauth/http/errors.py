@@ -185,14 +185,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     Raises:
         PayloadTooLarge: by ``Content-Length`` or while reading a chunked body.
     """
-    too_large = PayloadTooLarge(f"request body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     body = bytearray()
     while chunk := await request.content.readany():
         body += chunk
         if len(body) > limit:
-            raise too_large
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     return bytes(body)
 
 
