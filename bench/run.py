@@ -603,7 +603,11 @@ def write_report(bench: Bench, elapsed: float, command: str) -> None:
         "(wrk). The server is `python -m chittyauth.cli serve` (uvloop) in its own process "
         "with a fresh SQLite database and rate limits off; the load generator is another "
         "process on the same 2 cores, so absolute numbers include its CPU share and only the "
-        "ratios to the baseline (measured the same way) carry over to other machines.",
+        "ratios to the baseline (measured the same way) carry over to other machines. "
+        "The `--workers 2` rows run `serve --workers 2` (two processes on one port) with 64 "
+        "calls over 4 connections, against the one-process echo driven the same way. How "
+        "to read these numbers, what changed because of them and what stands in the way: "
+        "[docs/performance.md](../docs/performance.md).",
         "",
         "| scenario | generator | req/s median [min–max] | p50 ms | p99 ms | vs baseline "
         "req/s | vs baseline p99 | target | errors |",
