@@ -87,8 +87,9 @@ class Bench:
         self.scenarios[scenario.name] = scenario
         return scenario
 
-    def grpc_unary(self, port: int, path: str, body: bytes) -> dict[str, Any]:
-        """h2load when available, else the Python generator on the same single body."""
+    def grpc_unary(self, port: int, path: str, body: bytes, connections: int = 1) -> dict[str, Any]:
+        """h2load when available (64 calls in flight over ``connections``), else the Python
+        generator on the same single body."""
         if self.h2load:
             return loadgen.h2load_grpc(
                 f"http://127.0.0.1:{port}{path}",
@@ -96,6 +97,7 @@ class Bench:
                 duration_s=DURATION_S,
                 warmup_s=WARMUP_S,
                 streams=STREAMS,
+                connections=connections,
             )
         return self.py_unary(port, path, [body])
 
@@ -370,16 +372,7 @@ def workers_scenarios(bench: Bench, server: ChittyAuth, echo_port: int) -> None:
         )
     )
 
-    def run(port: int, path: str, body: bytes) -> dict[str, Any]:
-        return loadgen.h2load_grpc(
-            f"http://127.0.0.1:{port}{path}",
-            body,
-            duration_s=DURATION_S,
-            warmup_s=WARMUP_S,
-            streams=STREAMS,
-            connections=CONNECTIONS,
-        )
-
+    run = partial(bench.grpc_unary, connections=CONNECTIONS)
     fixture.restart(server, workers=WORKERS)
     try:
         _interleave(
