@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -82,6 +82,8 @@ class Server:
         self.metrics = Metrics()
         self._extra_services = extra_services
         self._grpc: aio.Server | None = None
+        # Every served gRPC method by full name (set when the gRPC server is built).
+        self.method_table: Mapping[str, Any] = {}
         self._stopped = asyncio.Event()
         self.feed = ChangeFeed(self.store)
         # Servicer instances by service name; a service without one answers UNIMPLEMENTED.
@@ -180,6 +182,7 @@ class Server:
         # errors, metrics) rather than by a per-call grpc interceptor: same behaviour, less
         # work per RPC.
         target: Any = InterceptedServer(server, self.metrics.observe_rpc)
+        self.method_table = target.methods
         for spec in ALL_SERVICES:
             spec.add(self._servicer_for(spec), target)
         for servicer, add in self._extra_services:

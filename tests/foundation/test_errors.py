@@ -10,10 +10,11 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
 from chitty.auth.v1 import sync_service_pb2, sync_service_pb2_grpc
+from chittyauth.app import Server
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY
 from chittyauth.rpc.interceptors import CallInterceptor
 from chittyauth.rpc.pending import pending_servicer
-from chittyauth.rpc.services import SYNC
+from chittyauth.rpc.services import ALL_SERVICES, SYNC
 
 
 def _error_info(error: aio.AioRpcError) -> error_details_pb2.ErrorInfo:
@@ -76,3 +77,19 @@ async def test_request_id_is_made_when_absent(channel: aio.Channel) -> None:
     request_id = dict(caught.value.trailing_metadata() or ())["x-request-id"]
     assert len(request_id) == 16
     assert all(c in "0123456789abcdef" for c in request_id)
+
+
+async def test_every_method_is_served_from_the_method_table_and_unknown_ones_are_unimplemented(
+    server: Server, channel: aio.Channel
+) -> None:
+    # Every method of every service is in the one generic handler's table (none registered
+    # one by one with grpc), and a name that is not there is UNIMPLEMENTED.
+    for spec in ALL_SERVICES:
+        for method in spec.descriptor.methods:
+            assert f"/{spec.full_name}/{method.name}" in server.method_table
+    unknown = channel.unary_unary("/chitty.auth.v1.AuthService/NoSuchMethod")
+    with pytest.raises(aio.AioRpcError) as caught:
+        await unknown(b"")
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    health = channel.unary_unary("/grpc.health.v1.Health/Check")
+    assert await health(b"") == b"\x08\x01"  # HealthCheckResponse(status=SERVING)

@@ -196,21 +196,30 @@ def presented_client(request: web.Request, form: FormParams) -> PresentedClient 
 
 
 def decode_basic(credentials: str) -> tuple[str, str]:
-    refused = InvalidClient("client authentication failed")
+    """(client_id, secret) from a Basic credential; one refusal for every way it is wrong.
+
+    Raises:
+        InvalidClient: not base64 of ``id:secret`` in UTF-8 form encoding, or oversized.
+    """
     if not credentials or len(credentials) > 4 * (MAX_CLIENT_ID_LENGTH + MAX_SECRET_LENGTH):
-        raise refused
+        raise _refused()
     try:
         decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         raw_id, colon, raw_secret = decoded.partition(":")
         client_id = urllib.parse.unquote_plus(raw_id, errors="strict")
         secret = urllib.parse.unquote_plus(raw_secret, errors="strict")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise refused from exc
+        raise _refused() from exc
     if not colon or not client_id or len(client_id) > MAX_CLIENT_ID_LENGTH:
-        raise refused
+        raise _refused()
     if len(secret) > MAX_SECRET_LENGTH:
-        raise refused
+        raise _refused()
     return client_id, secret
+
+
+def _refused() -> InvalidClient:
+    # Built only when refusing: every authenticated request passes through decode_basic.
+    return InvalidClient("client authentication failed")
 
 
 def parse_scope(value: str) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -90,6 +90,11 @@ class InterceptedServer:
         for name, handler in method_handlers.items():
             method = f"/{service_name}/{name}"
             self._table.methods[method] = _wrap(method, handler, self._observe)
+
+    @property
+    def methods(self) -> Mapping[str, Handler]:
+        """The wrapped handlers of the table, by full method name."""
+        return self._table.methods
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)
