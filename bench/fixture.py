@@ -193,6 +193,29 @@ def restart(server: ChittyAuth, workers: int = 1) -> None:
         argv += ["--workers", str(workers)]
     server.proc = Proc.start("chittyauth-2", argv, server.config_path.parent, env)
     asyncio.run(wait_serving(server))
+    # The first worker up answers health; a connection made before the others listen would
+    # stay on it for a whole run (HTTP/2 connections are long-lived).
+    deadline = time.monotonic() + 60
+    while listening_sockets(server.grpc_port) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{workers} workers did not all listen on {server.grpc_port}")
+        time.sleep(0.05)
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (each ``serve --workers`` process has its own)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
 
 
 async def wait_serving(server: ChittyAuth, timeout: float = 60.0) -> float:

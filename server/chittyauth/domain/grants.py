@@ -85,15 +85,17 @@ class MachineGrants:
         except DomainError as refusal:
             await self._audit_failure(client_id, "token.client_credentials", refusal, request_id)
             raise
+        # Signed before the write transaction: the signature is the largest share of the
+        # work, and the store's write lock is held only for the row and its audit record.
+        minted = self._tokens.mint(
+            subject=client.client_id,
+            client_id=client.client_id,
+            token_use="service",
+            scopes=granted,
+            audience=audience,
+        )
         async with self._store.transaction() as tx:
-            issued = await self._tokens.issue(
-                tx,
-                subject=client.client_id,
-                client_id=client.client_id,
-                token_use="service",
-                scopes=granted,
-                audience=audience,
-            )
+            issued = await self._tokens.record(tx, minted)
             await tx.audit(
                 AuditRecord(
                     actor=client.client_id,

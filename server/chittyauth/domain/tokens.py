@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jwt
 from jwt.algorithms import get_default_algorithms
@@ -82,6 +82,13 @@ class IssuedToken:
     expires_at: float
     scopes: tuple[str, ...]
     claims: Mapping[str, Any]
+
+
+class MintedToken(NamedTuple):
+    """A signed access token and the row that records it (see ``TokenService.mint``)."""
+
+    issued: IssuedToken
+    row: token_rows.TokenRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +210,51 @@ class TokenService:
                 reserved claim or are too large.
             Unavailable: no active signing key (fail closed).
         """
+        minted = self.mint(
+            subject=subject,
+            client_id=client_id,
+            token_use=token_use,
+            scopes=scopes,
+            audience=audience,
+            session_id=session_id,
+            chitty_id=chitty_id,
+            ttl_s=ttl_s,
+            extra_claims=extra_claims,
+            server_id=server_id,
+            capabilities=capabilities,
+            act=act,
+            family_id=family_id,
+            now=tx.now,
+        )
+        return await self.record(tx, minted)
+
+    def mint(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        token_use: str,
+        scopes: Sequence[str],
+        audience: Sequence[str] = (),
+        session_id: str = "",
+        chitty_id: str = "",
+        ttl_s: int | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+        server_id: str = "",
+        capabilities: Sequence[str] = (),
+        act: Mapping[str, str] | None = None,
+        family_id: str = "",
+        now: float | None = None,
+    ) -> MintedToken:
+        """Signs an access token without recording it; ``record`` stores it in a transaction.
+
+        Signing before the write transaction keeps the signature's work out of the time the
+        store's write lock is held (``issue`` does both inside the caller's transaction).
+
+        Raises:
+            InvalidRequest: as ``issue``.
+            Unavailable: no active signing key (fail closed).
+        """
         if token_use not in TOKEN_USES:
             raise InvalidRequest(f"unknown token use {token_use!r}")
         ttl = self.ttl_for(token_use) if ttl_s is None else ttl_s
@@ -213,7 +265,7 @@ class TokenService:
             raise InvalidRequest(f"token lifetime must be between 1 s and {longest} s")
         extra = _checked_extra_claims(extra_claims)
         signer = self.keys.signer()
-        now = int(tx.now)
+        issued_at = int(self.clock.now() if now is None else now)
         jti = ids.new_id("at", 16)
         claims: dict[str, Any] = {
             **extra,
@@ -222,8 +274,8 @@ class TokenService:
             "aud": list(audience) if len(audience) != 1 else audience[0],
             "client_id": client_id,
             "scope": " ".join(scopes),
-            "iat": now,
-            "exp": now + ttl,
+            "iat": issued_at,
+            "exp": issued_at + ttl,
             "jti": jti,
             "token_use": token_use,
         }
@@ -241,21 +293,24 @@ class TokenService:
         if act:
             claims["act"] = dict(act)
         token = _sign(claims, signer)
-        await token_rows.insert_token(
-            tx,
-            token_rows.TokenRow(
-                jti=jti,
-                subject=subject,
-                client_id=client_id,
-                token_use=token_use,
-                session_id=session_id,
-                family_id=family_id,
-                kid=signer.kid,
-                issued_at=now,
-                expires_at=now + ttl,
-            ),
+        row = token_rows.TokenRow(
+            jti=jti,
+            subject=subject,
+            client_id=client_id,
+            token_use=token_use,
+            session_id=session_id,
+            family_id=family_id,
+            kid=signer.kid,
+            issued_at=issued_at,
+            expires_at=issued_at + ttl,
         )
-        return IssuedToken(token, jti, now, now + ttl, tuple(scopes), claims)
+        issued = IssuedToken(token, jti, issued_at, issued_at + ttl, tuple(scopes), claims)
+        return MintedToken(issued, row)
+
+    async def record(self, tx: SqliteTransaction, minted: MintedToken) -> IssuedToken:
+        """Records a minted token in ``tx``; the caller audits it there too."""
+        await token_rows.insert_token(tx, minted.row)
+        return minted.issued
 
     # -- validating -----------------------------------------------------------------------
 
