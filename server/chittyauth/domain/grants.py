@@ -139,14 +139,16 @@ class MachineGrants:
             raise
         claims = result.claims
         async with self._store.transaction() as tx:
-            issued = await self._tokens.issue(
+            issued = await self._tokens.record(
                 tx,
-                subject=str(claims["sub"]),
-                client_id=str(claims["client_id"]),
-                chitty_id=str(claims["chitty_id"]),
-                token_use="service",
-                scopes=granted,
-                audience=audience,
+                self._tokens.mint(
+                    subject=str(claims["sub"]),
+                    client_id=str(claims["client_id"]),
+                    chitty_id=str(claims["chitty_id"]),
+                    token_use="service",
+                    scopes=granted,
+                    audience=audience,
+                ),
             )
             await tx.audit(
                 AuditRecord(

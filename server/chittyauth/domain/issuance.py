@@ -99,17 +99,19 @@ class TokenIssuer:
                     metadata={"chitty_id": chitty_id},
                 )
             async with self._store.transaction() as tx:
-                issued = await self._tokens.issue(
+                issued = await self._tokens.record(
                     tx,
-                    subject=chitty_id,
-                    client_id=caller.client_id or caller.subject,
-                    token_use=use,
-                    scopes=tuple(scopes),
-                    audience=tuple(audiences),
-                    chitty_id=chitty_id,
-                    ttl_s=ttl_s,
-                    extra_claims=extra_claims,
-                    act={"sub": caller.subject},
+                    self._tokens.mint(
+                        subject=chitty_id,
+                        client_id=caller.client_id or caller.subject,
+                        token_use=use,
+                        scopes=tuple(scopes),
+                        audience=tuple(audiences),
+                        chitty_id=chitty_id,
+                        ttl_s=ttl_s,
+                        extra_claims=extra_claims,
+                        act={"sub": caller.subject},
+                    ),
                 )
                 await tx.audit(
                     AuditRecord(

@@ -428,18 +428,20 @@ class OAuthFlows:
             if actor_claims.get("client_id"):
                 act["client_id"] = str(actor_claims["client_id"])
         async with self._store.transaction() as tx:
-            issued = await self._tokens.issue(
+            issued = await self._tokens.record(
                 tx,
-                subject=str(claims["sub"]),
-                client_id=client.client_id,
-                token_use="exchange",
-                scopes=tuple(scopes) or granted,
-                audience=audience,
-                session_id=str(claims.get("sid", "")),
-                chitty_id=str(claims.get("chitty_id", "")),
-                ttl_s=max(1, min(remaining, self._config.access_ttl_s)),
-                act=act,
-                family_id=str(claims.get("fam", "")),
+                self._tokens.mint(
+                    subject=str(claims["sub"]),
+                    client_id=client.client_id,
+                    token_use="exchange",
+                    scopes=tuple(scopes) or granted,
+                    audience=audience,
+                    session_id=str(claims.get("sid", "")),
+                    chitty_id=str(claims.get("chitty_id", "")),
+                    ttl_s=max(1, min(remaining, self._config.access_ttl_s)),
+                    act=act,
+                    family_id=str(claims.get("fam", "")),
+                ),
             )
             await tx.audit(
                 AuditRecord(client.client_id, str(claims["sub"]), "token.issued", "success",
@@ -532,16 +534,18 @@ class OAuthFlows:
         request_id: str,
         parent_hash: str = "",
     ) -> TokenGrant:
-        access = await self._tokens.issue(
+        access = await self._tokens.record(
             tx,
-            subject=chitty_id,
-            client_id=client.client_id,
-            token_use="linked_app",
-            scopes=scopes,
-            audience=resources,
-            session_id=session_id,
-            chitty_id=chitty_id,
-            family_id=family_id,
+            self._tokens.mint(
+                subject=chitty_id,
+                client_id=client.client_id,
+                token_use="linked_app",
+                scopes=scopes,
+                audience=resources,
+                session_id=session_id,
+                chitty_id=chitty_id,
+                family_id=family_id,
+            ),
         )
         refresh = ""
         if "refresh_token" in client.grant_types:

@@ -151,15 +151,17 @@ async def issue_person_token(
         tx, chitty_id=chitty_id, device=device, now=tx.now, request_id=request_id
     )
     session_id = str(record.session_id)
-    issued = await tokens.issue(
+    issued = await tokens.record(
         tx,
-        subject=chitty_id,
-        client_id=client_id,
-        token_use=token_use,
-        scopes=scopes,
-        audience=audience,
-        session_id=session_id,
-        chitty_id=chitty_id,
+        tokens.mint(
+            subject=chitty_id,
+            client_id=client_id,
+            token_use=token_use,
+            scopes=scopes,
+            audience=audience,
+            session_id=session_id,
+            chitty_id=chitty_id,
+        ),
     )
     await tx.audit(
         AuditRecord(
@@ -403,16 +405,18 @@ class McpServerLogins:
             await audit_failure(self._store, "auth.mcp_server", client_id, refusal, request_id)
             raise
         async with self._store.transaction() as tx:
-            issued = await self._tokens.issue(
+            issued = await self._tokens.record(
                 tx,
-                subject=client.client_id,
-                client_id=client.client_id,
-                token_use="mcp_server",
-                scopes=granted_scopes,
-                audience=audience,
-                chitty_id=chitty_id,
-                server_id=client.server_id or client.client_id,
-                capabilities=granted_caps,
+                self._tokens.mint(
+                    subject=client.client_id,
+                    client_id=client.client_id,
+                    token_use="mcp_server",
+                    scopes=granted_scopes,
+                    audience=audience,
+                    chitty_id=chitty_id,
+                    server_id=client.server_id or client.client_id,
+                    capabilities=granted_caps,
+                ),
             )
             await tx.audit(
                 AuditRecord(

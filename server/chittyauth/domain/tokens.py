@@ -185,49 +185,6 @@ class TokenService:
         }.get(token_use, self.config.access_ttl_s)
         return ttl
 
-    async def issue(
-        self,
-        tx: SqliteTransaction,
-        *,
-        subject: str,
-        client_id: str,
-        token_use: str,
-        scopes: Sequence[str],
-        audience: Sequence[str] = (),
-        session_id: str = "",
-        chitty_id: str = "",
-        ttl_s: int | None = None,
-        extra_claims: Mapping[str, Any] | None = None,
-        server_id: str = "",
-        capabilities: Sequence[str] = (),
-        act: Mapping[str, str] | None = None,
-        family_id: str = "",
-    ) -> IssuedToken:
-        """Signs an access token and records it in ``tx``; the caller audits it there too.
-
-        Raises:
-            InvalidRequest: an unknown token use, a bad lifetime, or extra claims that name a
-                reserved claim or are too large.
-            Unavailable: no active signing key (fail closed).
-        """
-        minted = self.mint(
-            subject=subject,
-            client_id=client_id,
-            token_use=token_use,
-            scopes=scopes,
-            audience=audience,
-            session_id=session_id,
-            chitty_id=chitty_id,
-            ttl_s=ttl_s,
-            extra_claims=extra_claims,
-            server_id=server_id,
-            capabilities=capabilities,
-            act=act,
-            family_id=family_id,
-            now=tx.now,
-        )
-        return await self.record(tx, minted)
-
     def mint(
         self,
         *,
@@ -244,15 +201,14 @@ class TokenService:
         capabilities: Sequence[str] = (),
         act: Mapping[str, str] | None = None,
         family_id: str = "",
-        now: float | None = None,
     ) -> MintedToken:
-        """Signs an access token without recording it; ``record`` stores it in a transaction.
-
-        Signing before the write transaction keeps the signature's work out of the time the
-        store's write lock is held (``issue`` does both inside the caller's transaction).
+        """Signs an access token; ``record`` stores it in a write transaction, where the
+        caller audits it too. Minting needs no transaction: a caller that signs before
+        opening one keeps the signature's work out of the time the write lock is held.
 
         Raises:
-            InvalidRequest: as ``issue``.
+            InvalidRequest: an unknown token use, a bad lifetime, or extra claims that name a
+                reserved claim or are too large.
             Unavailable: no active signing key (fail closed).
         """
         if token_use not in TOKEN_USES:
@@ -265,7 +221,7 @@ class TokenService:
             raise InvalidRequest(f"token lifetime must be between 1 s and {longest} s")
         extra = _checked_extra_claims(extra_claims)
         signer = self.keys.signer()
-        issued_at = int(self.clock.now() if now is None else now)
+        issued_at = int(self.clock.now())
         jti = ids.new_id("at", 16)
         claims: dict[str, Any] = {
             **extra,
@@ -311,6 +267,10 @@ class TokenService:
         """Records a minted token in ``tx``; the caller audits it there too."""
         await token_rows.insert_token(tx, minted.row)
         return minted.issued
+
+    async def issue(self, tx: SqliteTransaction, **fields: Any) -> IssuedToken:
+        """``record(tx, mint(**fields))`` in one step (``mint`` names the fields)."""
+        return await self.record(tx, self.mint(**fields))
 
     # -- validating -----------------------------------------------------------------------
 
