@@ -12,7 +12,7 @@ from grpc import aio
 from chitty.auth.v1 import sync_service_pb2, sync_service_pb2_grpc
 from chittyauth.app import Server
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY
-from chittyauth.rpc.interceptors import CallInterceptor
+from chittyauth.rpc.interceptors import InterceptedServer
 from chittyauth.rpc.pending import pending_servicer
 from chittyauth.rpc.services import ALL_SERVICES, SYNC
 
@@ -28,9 +28,9 @@ def _error_info(error: aio.AioRpcError) -> error_details_pb2.ErrorInfo:
 @pytest.fixture
 async def pending_channel() -> AsyncIterator[aio.Channel]:
     """A server whose SyncService is not built yet: the interceptor and pending servicer."""
-    server = aio.server(interceptors=[CallInterceptor()])
+    server = aio.server()
     servicer = pending_servicer(SYNC.base, SYNC.descriptor, "a later capability")()
-    SYNC.add(servicer, server)
+    SYNC.add(servicer, InterceptedServer(server))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -1,4 +1,4 @@
-"""The server interceptor: request id, credentials, and domain errors -> gRPC status.
+"""The handler wrapper: request id, credentials, and domain errors -> gRPC status.
 
 It wraps each method's handler once and caches the wrapper, so the per-call cost is one
 metadata scan and two contextvar sets.
@@ -36,33 +36,11 @@ Observer = Callable[[str, str, float], None]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
-class CallInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Sets up ``CallInfo`` for every call and maps errors in one place."""
-
-    def __init__(self, observe: Observer | None = None) -> None:
-        self._wrapped: dict[str, Handler | None] = {}
-        self._observe = observe
-
-    async def intercept_service(  # type: ignore[override]
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:  # None means "no such method", as grpc itself does
-        method = handler_call_details.method
-        if method in self._wrapped:
-            return self._wrapped[method]
-        handler = await continuation(handler_call_details)
-        wrapped = _wrap(method, handler, self._observe) if handler is not None else None
-        self._wrapped[method] = wrapped
-        return wrapped
-
-
 class InterceptedServer:
     """Registers services on ``server`` with every method handler wrapped once, up front.
 
-    The same wrapping as ``CallInterceptor``, without grpc's per-call interceptor step (an
-    extra coroutine and a handler lookup on every RPC): pass this where generated
-    ``add_XServicer_to_server`` functions expect the server.
+    No per-call grpc interceptor (it would add a coroutine and a handler lookup to every
+    RPC): pass this where generated ``add_XServicer_to_server`` functions expect the server.
 
     Methods the generated code would register one by one (``add_registered_method_handlers``)
     go into one table served as a single generic handler instead: grpc.aio keeps a pending
