@@ -1,4 +1,4 @@
-"""Channel construction shared by the async and sync clients: retries, TLS, mTLS.
+"""Channel construction shared by the async and sync clients: retries, TLS, mTLS, stubs.
 
 Retries use gRPC's own retry machinery (a service config ``retryPolicy``), applied only to
 idempotent methods and only for UNAVAILABLE: a read, a Validate or a Revoke can safely be
@@ -10,9 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
+
+from chitty.auth.v1 import (
+    api_key_service_pb2_grpc,
+    audit_service_pb2_grpc,
+    auth_service_pb2_grpc,
+    client_service_pb2_grpc,
+    key_service_pb2_grpc,
+    permission_service_pb2_grpc,
+    sync_service_pb2_grpc,
+)
 
 # (service, method) pairs safe to resend: reads, Validate, and RFC 7009 Revoke.
 IDEMPOTENT_METHODS: tuple[tuple[str, str], ...] = (
@@ -139,3 +149,29 @@ def open_sync_channel(target: str, settings: ChannelSettings) -> grpc.Channel:
     if settings.tls is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, settings.tls.credentials(), options=options)
+
+
+class ServiceStubs(NamedTuple):
+    """A stub for every chitty.auth.v1 service on one channel."""
+
+    auth: Any
+    sync: Any
+    client: Any
+    api_key: Any
+    permission: Any
+    key: Any
+    audit: Any
+
+
+def service_stubs(channel: grpc.Channel | grpc.aio.Channel) -> ServiceStubs:
+    """The stubs of every service on ``channel``: the generated stubs take either kind."""
+    stubs = (
+        auth_service_pb2_grpc.AuthServiceStub,
+        sync_service_pb2_grpc.SyncServiceStub,
+        client_service_pb2_grpc.ClientServiceStub,
+        api_key_service_pb2_grpc.ApiKeyServiceStub,
+        permission_service_pb2_grpc.PermissionServiceStub,
+        key_service_pb2_grpc.KeyServiceStub,
+        audit_service_pb2_grpc.AuditServiceStub,
+    )
+    return ServiceStubs(*(stub(channel) for stub in stubs))

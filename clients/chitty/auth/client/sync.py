@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from chitty.auth.client.channel import ChannelSettings, open_sync_channel
+from chitty.auth.client.channel import ChannelSettings, open_sync_channel, service_stubs
 from chitty.auth.client.credentials import (
     ClientCredentials,
     Credentials,
@@ -24,19 +24,12 @@ from chitty.auth.client.credentials import (
 from chitty.auth.client.errors import error_from_rpc
 from chitty.auth.v1 import (
     api_key_service_pb2,
-    api_key_service_pb2_grpc,
     audit_service_pb2,
-    audit_service_pb2_grpc,
     auth_service_pb2,
-    auth_service_pb2_grpc,
     client_service_pb2,
-    client_service_pb2_grpc,
     key_service_pb2,
-    key_service_pb2_grpc,
     permission_service_pb2,
-    permission_service_pb2_grpc,
     sync_service_pb2,
-    sync_service_pb2_grpc,
 )
 
 R = TypeVar("R", bound=Message)
@@ -67,13 +60,10 @@ class AuthClient:
             self.token_source = SyncClientCredentialsSource(
                 credentials, self.channel, timeout_s=timeout_s, clock=clock
             )
-        self._auth: Any = auth_service_pb2_grpc.AuthServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        self._sync: Any = sync_service_pb2_grpc.SyncServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        self._client: Any = client_service_pb2_grpc.ClientServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        self._api_key: Any = api_key_service_pb2_grpc.ApiKeyServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        self._permission: Any = permission_service_pb2_grpc.PermissionServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        self._key: Any = key_service_pb2_grpc.KeyServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        self._audit: Any = audit_service_pb2_grpc.AuditServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        stubs = service_stubs(self.channel)
+        self._auth, self._sync, self._client = stubs.auth, stubs.sync, stubs.client
+        self._api_key, self._permission = stubs.api_key, stubs.permission
+        self._key, self._audit = stubs.key, stubs.audit
 
     def close(self) -> None:
         """Closes the channel (when this client opened it)."""
