@@ -29,7 +29,7 @@ from chittyauth.http.metrics import Metrics
 from chittyauth.rpc.audit import AuditServicer
 from chittyauth.rpc.auth_service import AuthServicer
 from chittyauth.rpc.health import NOT_SERVING, SERVING, Health
-from chittyauth.rpc.interceptors import InterceptedServer
+from chittyauth.rpc.interceptors import Gate, InterceptedServer
 from chittyauth.rpc.pending import pending_servicer
 from chittyauth.rpc.reflection import enable_reflection
 from chittyauth.rpc.services import ALL_SERVICES, ServiceSpec
@@ -181,7 +181,8 @@ class Server:
         # Every method handler is wrapped once at registration (request id, credentials,
         # errors, metrics) rather than by a per-call grpc interceptor: same behaviour, less
         # work per RPC.
-        target: Any = InterceptedServer(server, self.metrics.observe_rpc)
+        gate = Gate(lambda: getattr(self, "tokens", None))
+        target: Any = InterceptedServer(server, self.metrics.observe_rpc, gate)
         self.method_table = target.methods
         for spec in ALL_SERVICES:
             spec.add(self._servicer_for(spec), target)

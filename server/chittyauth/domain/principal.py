@@ -22,6 +22,8 @@ class Principal:
     chitty_id: str = ""
     jti: str = ""
     audiences: tuple[str, ...] = ()
+    # The party acting for the subject (the ``act.sub`` claim, RFC 8693 §4.1); '' for none.
+    actor: str = ""
 
     @property
     def is_admin(self) -> bool:

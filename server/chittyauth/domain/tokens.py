@@ -457,6 +457,7 @@ class TokenService:
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     aud = claims.get("aud", ())
+    act = claims.get("act")
     return Principal(
         subject=str(claims.get("sub", "")),
         client_id=str(claims.get("client_id", "")),
@@ -466,6 +467,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         chitty_id=str(claims.get("chitty_id", "")),
         jti=str(claims.get("jti", "")),
         audiences=(aud,) if isinstance(aud, str) else tuple(str(a) for a in aud),
+        actor=str(act.get("sub", "")) if isinstance(act, Mapping) else "",
     )
 
 

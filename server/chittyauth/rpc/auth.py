@@ -17,7 +17,10 @@ class PrincipalResolver(Protocol):
 
 def caller(resolver: PrincipalResolver) -> Principal:
     """The authenticated caller of the current RPC; UNAUTHENTICATED when there is none."""
-    bearer = current_call().bearer
+    info = current_call()
+    if info.principal is not None:
+        return info.principal
+    bearer = info.bearer
     if not bearer:
         raise Unauthenticated("this call needs a bearer token", reason="MISSING_CREDENTIALS")
     return resolver.principal_for(bearer)

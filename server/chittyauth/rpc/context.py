@@ -6,6 +6,8 @@ import contextvars
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from chittyauth.domain.principal import Principal
+
 
 class CallInfo(NamedTuple):
     """The parts of a call that servicers and the domain need.
@@ -22,6 +24,9 @@ class CallInfo(NamedTuple):
     # (key, value) pairs as received; values of ``-bin`` keys are bytes and never matched.
     metadata: Iterable[tuple[str, Any]]
     read_peer: Callable[[], str | None]
+    # The caller, resolved and admitted by the policy gate before the handler ran; None for
+    # operations any caller may call (Authenticate, Validate …), which check what they need.
+    principal: Principal | None = None
 
     @property
     def peer(self) -> str:

@@ -6,6 +6,7 @@ metadata scan and two contextvar sets.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import logging
@@ -17,8 +18,10 @@ from typing import Any, TypeAlias
 import grpc
 from grpc import aio
 
-from chittyauth.domain.errors import DomainError
+from chittyauth.domain import policy
+from chittyauth.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from chittyauth.logs import request_id_var
+from chittyauth.rpc.auth import PrincipalResolver
 from chittyauth.rpc.context import CallInfo, call_var
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY, status_for
 
@@ -34,6 +37,47 @@ _id_counter = itertools.count(1)
 # Counts a finished call: (full method name, status code name, seconds).
 Observer = Callable[[str, str, float], None]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+# The principal resolver, looked up when a call arrives (the token service is built after
+# the server); None answers UNAUTHENTICATED.
+ResolverLookup = Callable[[], PrincipalResolver | None]
+# The contract's methods: each must have a row in the policy table, or it refuses every call.
+CONTRACT_PREFIX = "/chitty.auth."
+
+
+class Gate:
+    """Admits a call by its policy row before the handler runs: the caller's kind and scopes.
+
+    Operations any caller may call (their rows accept ANONYMOUS) pass with no principal and
+    no work; the rest need a valid bearer credential. Ownership, which needs the data, is the
+    domain's to check, by the same policy module.
+    """
+
+    def __init__(self, lookup: ResolverLookup) -> None:
+        self._lookup = lookup
+
+    def rule_for(self, method: str) -> policy.Rule | None:
+        """The row for ``method``; a refusing row for a contract method without one."""
+        rule = policy.POLICY.get(method)
+        if rule is None and method.startswith(CONTRACT_PREFIX):
+            return policy.Rule(method, frozenset(), summary="no policy row: refused")
+        return rule
+
+    def admit(self, rule: policy.Rule, info: CallInfo) -> CallInfo:
+        """``info`` with the admitted principal; raises Unauthenticated / PermissionDenied."""
+        if policy.Kind.ANONYMOUS in rule.kinds:
+            return info
+        if not rule.kinds:
+            raise PermissionDenied("this operation has no policy", reason="NO_POLICY")
+        if not info.bearer:
+            raise Unauthenticated("this call needs a bearer token", reason="MISSING_CREDENTIALS")
+        resolver = self._lookup()
+        if resolver is None:
+            raise Unauthenticated("credentials cannot be validated yet", reason="INVALID_TOKEN")
+        principal = resolver.principal_for(info.bearer)
+        policy.admit(rule, principal)
+        admitted = info._replace(principal=principal)
+        call_var.set(admitted)
+        return admitted
 
 
 class InterceptedServer:
@@ -49,9 +93,12 @@ class InterceptedServer:
     keeps one pending request, and finding the method is a dict lookup.
     """
 
-    def __init__(self, server: aio.Server, observe: Observer | None = None) -> None:
+    def __init__(
+        self, server: aio.Server, observe: Observer | None = None, gate: Gate | None = None
+    ) -> None:
         self._server = server
         self._observe = observe
+        self._gate = gate
         self._table = _MethodTable()
         server.add_generic_rpc_handlers((self._table,))
 
@@ -59,7 +106,7 @@ class InterceptedServer:
         self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
     ) -> None:
         self._server.add_generic_rpc_handlers(
-            [_WrappedGeneric(handler, self._observe) for handler in handlers]
+            [_WrappedGeneric(handler, self._observe, self._gate) for handler in handlers]
         )
 
     def add_registered_method_handlers(
@@ -67,7 +114,7 @@ class InterceptedServer:
     ) -> None:
         for name, handler in method_handlers.items():
             method = f"/{service_name}/{name}"
-            self._table.methods[method] = _wrap(method, handler, self._observe)
+            self._table.methods[method] = _wrap(method, handler, self._observe, self._gate)
 
     @property
     def methods(self) -> Mapping[str, Handler]:
@@ -89,9 +136,12 @@ class _MethodTable(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
 
 class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
-    def __init__(self, inner: grpc.GenericRpcHandler[Any, Any], observe: Observer | None) -> None:
+    def __init__(
+        self, inner: grpc.GenericRpcHandler[Any, Any], observe: Observer | None, gate: Gate | None
+    ) -> None:
         self._inner = inner
         self._observe = observe
+        self._gate = gate
         self._wrapped: dict[str, Handler | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
@@ -99,25 +149,41 @@ class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         if method in self._wrapped:
             return self._wrapped[method]
         handler = self._inner.service(handler_call_details)
-        wrapped = _wrap(method, handler, self._observe) if handler is not None else None
+        wrapped = (
+            _wrap(method, handler, self._observe, self._gate) if handler is not None else None
+        )
         self._wrapped[method] = wrapped
         return wrapped
 
 
-def _wrap(method: str, handler: Handler, observe: Observer | None) -> Handler:
+def _wrap(method: str, handler: Handler, observe: Observer | None, gate: Gate | None) -> Handler:
+    admit = _admission(method, gate)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(method, handler.unary_unary, observe),
+            _unary(method, handler.unary_unary, observe, admit),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _stream(method, handler.unary_stream),
+            _stream(method, handler.unary_stream, admit),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler  # client- and bidi-streaming: none in the contract
+
+
+Admission = Callable[[CallInfo], CallInfo] | None
+
+
+def _admission(method: str, gate: Gate | None) -> Admission:
+    """The policy check for ``method``, or None where nothing needs checking before the call."""
+    if gate is None:
+        return None
+    rule = gate.rule_for(method)
+    if rule is None or policy.Kind.ANONYMOUS in rule.kinds:
+        return None
+    return functools.partial(gate.admit, rule)
 
 
 def _begin(method: str, context: aio.ServicerContext[Any, Any]) -> CallInfo:
@@ -166,13 +232,15 @@ async def _abort(
 
 
 def _unary(
-    method: str, behaviour: Callable[..., Any], observe: Observer | None
+    method: str, behaviour: Callable[..., Any], observe: Observer | None, admit: Admission
 ) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         info = _begin(method, context)
         code = "OK"
         try:
+            if admit is not None:
+                info = admit(info)
             return await behaviour(request, context)
         except aio.AbortError:
             code = _code_name(context)
@@ -195,10 +263,14 @@ def _code_name(context: aio.ServicerContext[Any, Any]) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-def _stream(method: str, behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+def _stream(
+    method: str, behaviour: Callable[..., Any], admit: Admission
+) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         info = _begin(method, context)
         try:
+            if admit is not None:
+                info = admit(info)
             result = behaviour(request, context)
             if inspect.isasyncgen(result):
                 async for message in result:
