@@ -181,7 +181,7 @@ class Server:
         # Every method handler is wrapped once at registration (request id, credentials,
         # errors, metrics) rather than by a per-call grpc interceptor: same behaviour, less
         # work per RPC.
-        gate = Gate(lambda: getattr(self, "tokens", None))
+        gate = Gate(lambda: getattr(self, "tokens", None), self.store)
         target: Any = InterceptedServer(server, self.metrics.observe_rpc, gate)
         self.method_table = target.methods
         for spec in ALL_SERVICES:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from grpc import aio
 
-from chitty.auth.client import AsyncAuthClient, ClientCredentials
+from chitty.auth.client import AsyncAuthClient, ClientCredentials, StaticToken
 from chitty.auth.client.verifier import LocalVerifier, TokenRejected, VerifierUnavailable
 from chitty.auth.v1 import auth_service_pb2
 from chittyauth.app import Server
@@ -150,8 +150,8 @@ async def test_revoked_token_is_refused_within_a_second_without_validate(
     verifier, counter = counted
     token, sibling = await _mint(server), await _mint(server, session_id="sess-2")
     await verifier.verify(token)
-    async with AsyncAuthClient(channel=channel) as anonymous:
-        await anonymous.revoke(auth_service_pb2.RevokeRequest(token=token))
+    async with AsyncAuthClient(channel=channel, credentials=StaticToken(token)) as holder:
+        await holder.revoke(auth_service_pb2.RevokeRequest(token=token))
     refused = await _refused_within(verifier, token, 1.0)
     assert "revoked" in refused.description
     assert (await verifier.verify(sibling)).subject == "user-1"
@@ -168,8 +168,8 @@ async def test_revocations_made_before_start_are_known(
     server: Server, channel: aio.Channel, watcher_creds: ClientCredentials
 ) -> None:
     token = await _mint(server)
-    async with AsyncAuthClient(channel=channel) as anonymous:
-        await anonymous.revoke(auth_service_pb2.RevokeRequest(token=token))
+    async with AsyncAuthClient(channel=channel, credentials=StaticToken(token)) as holder:
+        await holder.revoke(auth_service_pb2.RevokeRequest(token=token))
     verifier, client = await _verifier(server, watcher_creds, CountingInterceptor())
     try:
         with pytest.raises(TokenRejected, match="revoked"):

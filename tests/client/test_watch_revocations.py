@@ -26,7 +26,7 @@ def fast_heartbeats(server: Server) -> None:
 
 async def _revoke(channel: aio.Channel, token: str) -> None:
     await auth_service_pb2_grpc.AuthServiceStub(channel).Revoke(
-        auth_service_pb2.RevokeRequest(token=token)
+        auth_service_pb2.RevokeRequest(token=token), metadata=bearer(token)
     )
 
 

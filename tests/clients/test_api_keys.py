@@ -135,7 +135,9 @@ async def test_create_needs_a_token_and_the_generate_scope(
 ) -> None:
     error = await refused(stub.CreateApiKey(pb.CreateApiKeyRequest()))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    plain = await token_for(subject=OWNER, chitty_id=OWNER, scopes=("mcp:read",))
+    plain = await token_for(
+        subject=OWNER, chitty_id=OWNER, token_use="portal", scopes=("mcp:read",)
+    )
     error = await refused(stub.CreateApiKey(pb.CreateApiKeyRequest(), metadata=bearer(plain)))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert reason(error) == "INSUFFICIENT_SCOPE"
@@ -350,7 +352,9 @@ async def test_revoke_by_others_and_unknown(
     token_for: Mint,
 ) -> None:
     created = await stub.CreateApiKey(pb.CreateApiKeyRequest(), metadata=bearer(owner_token))
-    stranger = await token_for(subject=OTHER, chitty_id=OTHER, scopes=("api_keys:generate",))
+    stranger = await token_for(
+        subject=OTHER, chitty_id=OTHER, token_use="portal", scopes=("api_keys:generate",)
+    )
     error = await refused(
         stub.RevokeApiKey(
             pb.RevokeApiKeyRequest(key_id=created.api_key.key_id), metadata=bearer(stranger)

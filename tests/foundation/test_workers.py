@@ -24,6 +24,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc, token_pb2
+from tests.conftest import bearer
 from tests.support.devauthority import DevAuthority
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -265,7 +266,7 @@ async def test_a_revocation_on_one_worker_reaches_every_connection(
 
         async with fresh_channel(supervised.grpc_port) as channel:
             await auth_service_pb2_grpc.AuthServiceStub(channel).Revoke(
-                auth_service_pb2.RevokeRequest(token=token), timeout=10
+                auth_service_pb2.RevokeRequest(token=token), metadata=bearer(token), timeout=10
             )
 
         loop = asyncio.get_running_loop()

@@ -106,7 +106,7 @@ async def test_invalid_tokens_are_401_with_a_reason(
 
     revoked = await token_for(subject="svc")
     await auth_service_pb2_grpc.AuthServiceStub(channel).Revoke(
-        auth_service_pb2.RevokeRequest(token=revoked)
+        auth_service_pb2.RevokeRequest(token=revoked), metadata=bearer(revoked)
     )
     status, body = await post_json(http, url, {"token": revoked})
     assert (status, body["reason"]) == (401, "REVOKED")

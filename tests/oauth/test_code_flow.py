@@ -305,14 +305,16 @@ async def test_revoking_a_refresh_token_ends_its_grant(
     assert other_auth.code  # a second grant of the same user and client
 
     stub = auth_service_pb2_grpc.AuthServiceStub(oauth_channel)
-    await stub.Revoke(pb.RevokeRequest(token=tokens.refresh_token))
-    await stub.Revoke(pb.RevokeRequest(token=tokens.refresh_token))  # idempotent
+    # The person revokes the refresh token the app holds for them.
+    as_app = bearer(user_token)
+    await stub.Revoke(pb.RevokeRequest(token=tokens.refresh_token), metadata=as_app)
+    await stub.Revoke(pb.RevokeRequest(token=tokens.refresh_token), metadata=as_app)
     reply = await validate(oauth_channel, tokens.access_token)
     assert reply.inactive_reason == token_pb2.INACTIVE_REASON_REVOKED
     with pytest.raises(aio.AioRpcError) as caught:
         await refresh(oauth_channel, app, tokens.refresh_token)
     assert reason(caught.value) == "INVALID_GRANT"
     # A well-formed refresh token that was never issued revokes nothing, and is no error.
-    await stub.Revoke(pb.RevokeRequest(token="rt_" + "A" * 43 + "_AAAAAA"))
+    await stub.Revoke(pb.RevokeRequest(token="rt_" + "A" * 43 + "_AAAAAA"), metadata=as_app)
     events = await oauth_server.store.list_audit_events(AuditQuery(action="token.revoked"))
     assert [(e.attributes["kind"], e.subject) for e in events] == [("family", USER)]

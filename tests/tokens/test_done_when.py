@@ -72,7 +72,7 @@ async def test_client_credentials_validate_revoke_and_audit(
     )  # fmt: skip
     assert claims["sub"] == client_id
 
-    await auth.Revoke(auth_service_pb2.RevokeRequest(token=token))
+    await auth.Revoke(auth_service_pb2.RevokeRequest(token=token), metadata=bearer(token))
     after = await auth.Validate(auth_service_pb2.ValidateRequest(token=token))
     assert after.inactive_reason == token_pb2.INACTIVE_REASON_REVOKED
 

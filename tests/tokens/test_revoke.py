@@ -10,6 +10,7 @@ from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc, token_pb2
 from chittyauth.app import Server
 from chittyauth.config import Config
 from chittyauth.store.protocol import AuditQuery
+from tests.conftest import bearer
 
 Mint = Callable[..., Awaitable[str]]
 
@@ -22,8 +23,9 @@ async def test_revoke_then_validate_is_revoked_also_after_restart(
     async with aio.insecure_channel(server.grpc_target) as channel:
         stub = auth_service_pb2_grpc.AuthServiceStub(channel)
         assert (await stub.Validate(auth_service_pb2.ValidateRequest(token=token))).active
-        await stub.Revoke(auth_service_pb2.RevokeRequest(token=token))
-        await stub.Revoke(auth_service_pb2.RevokeRequest(token=token))  # idempotent
+        await stub.Revoke(auth_service_pb2.RevokeRequest(token=token), metadata=bearer(token))
+        # Idempotent; asked again by another token of the same client.
+        await stub.Revoke(auth_service_pb2.RevokeRequest(token=token), metadata=bearer(other))
         reply = await stub.Validate(auth_service_pb2.ValidateRequest(token=token))
         assert not reply.active
         assert reply.inactive_reason == token_pb2.INACTIVE_REASON_REVOKED
@@ -47,9 +49,10 @@ async def test_revoke_then_validate_is_revoked_also_after_restart(
 
 
 async def test_unknown_token_revokes_nothing_and_is_ok(
-    channel: aio.Channel, server: Server
+    channel: aio.Channel, server: Server, token_for: Mint
 ) -> None:
     stub = auth_service_pb2_grpc.AuthServiceStub(channel)
-    await stub.Revoke(auth_service_pb2.RevokeRequest(token="not.a.token"))
-    await stub.Revoke(auth_service_pb2.RevokeRequest(token="x" * 100_000))
+    caller = bearer(await token_for(subject="svc-a"))
+    await stub.Revoke(auth_service_pb2.RevokeRequest(token="not.a.token"), metadata=caller)
+    await stub.Revoke(auth_service_pb2.RevokeRequest(token="x" * 100_000), metadata=caller)
     assert await server.store.list_audit_events(AuditQuery(action="token.revoked")) == []

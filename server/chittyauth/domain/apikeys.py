@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from chittyauth.domain import chittyid, ids
+from chittyauth.domain import chittyid, ids, policy
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.clients import MAX_SCOPE_LENGTH, TokenRevoker, check_scope_token
 from chittyauth.domain.errors import (
@@ -229,10 +229,8 @@ class ApiKeyAdmin:
             caller.require_scope(GENERATE_SCOPE)
             owner = self._owner(caller, chitty_id)
             key_scopes = _checked_scopes(scopes)
-            if not caller.is_admin:
-                beyond = [
-                    s for s in key_scopes if s not in BASIC_SCOPES and not caller.has_scope(s)
-                ]
+            if policy.kind_of(caller) is not policy.Kind.ADMIN:
+                beyond = [s for s in policy.grantable(caller, key_scopes) if s not in BASIC_SCOPES]
                 if beyond:
                     raise PermissionDenied(
                         "an API key cannot carry scopes its creator does not hold",
@@ -349,9 +347,7 @@ class ApiKeyAdmin:
 
         async def work(tx: SqliteTransaction) -> ApiKeyRecord:
             existing = await rows.get_api_key(tx, key_id) if len(key_id) <= 64 else None
-            if existing is None or not (
-                caller.is_admin or existing.chitty_id == _own_chitty_id(caller)
-            ):
+            if existing is None or not policy.may_reach(caller, existing.chitty_id):
                 raise NotFound(
                     f"no API key {key_id[:MAX_KEY_ID_LENGTH]!r}", reason="API_KEY_NOT_FOUND"
                 )
@@ -382,11 +378,7 @@ class ApiKeyAdmin:
                     reason="CHITTY_ID_REQUIRED",
                 )
             return own
-        if chitty_id != own and not caller.is_admin:
-            raise PermissionDenied(
-                "only an admin may act on another ChittyID's API keys",
-                reason="NOT_OWNER",
-            )
+        policy.require_owner(caller, chitty_id, what="another ChittyID's API keys")
         chittyid.check_format(chitty_id, allow_legacy=self._allow_legacy_ids)
         return chitty_id
 
@@ -439,14 +431,15 @@ class ApiKeyAdmin:
 
 
 def _own_chitty_id(caller: Principal) -> str:
-    """The caller's ChittyID: the ``chitty_id`` claim, else a subject that is one."""
-    if caller.chitty_id:
-        return caller.chitty_id
+    """The ChittyID the caller acts as (``policy.person_of``), when it is one."""
+    own = policy.person_of(caller)
+    if own and own == caller.chitty_id:
+        return own
     try:
-        chittyid.check_format(caller.subject, allow_legacy=True)
+        chittyid.check_format(own, allow_legacy=True)
     except InvalidRequest:
         return ""
-    return caller.subject
+    return own
 
 
 def _checked_scopes(scopes: Sequence[str]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from chittyauth.clock import Clock
 from chittyauth.config import TokenConfig
-from chittyauth.domain import ids
+from chittyauth.domain import ids, policy
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.clients import ClientRecord, ClientRegistry
 from chittyauth.domain.errors import (
@@ -452,7 +452,14 @@ class OAuthFlows:
 
     # -- revocation (RFC 7009) -----------------------------------------------------------
 
-    async def revoke(self, token: str, *, request_id: str = "", client_id: str = "") -> bool:
+    async def revoke(
+        self,
+        token: str,
+        *,
+        request_id: str = "",
+        client_id: str = "",
+        by: Principal | None = None,
+    ) -> bool:
         """Revokes what ``token`` names; an unknown token is not an error (RFC 7009 §2.2).
 
         An access token dies alone, an API key with what it obtained, and a refresh token with
@@ -461,12 +468,14 @@ class OAuthFlows:
         Args:
             client_id: when set, the token must have been issued to this client (the HTTP
                 endpoint's authenticated caller).
+            by: when set, the bearer-authenticated caller (gRPC Revoke), who must be the
+                token's client, the token itself, its person or an admin (``policy.may_revoke``).
 
         Returns:
             True when something was newly revoked.
 
         Raises:
-            InvalidGrant: ``client_id`` is set and the token belongs to another client.
+            InvalidGrant: the token belongs to another client or person.
         """
         if not token or len(token) > self._tokens.config.max_token_bytes:
             return False
@@ -475,7 +484,13 @@ class OAuthFlows:
             if target is None:
                 return False
             kind, value, until, subject, owner = target
-            if not client_id or owner == client_id:
+            if by is not None:
+                allowed = policy.may_revoke(by, client_id=owner, subject=subject, token_id=value)
+                caller_id = by.subject
+            else:
+                allowed = not client_id or owner == client_id
+                caller_id = client_id
+            if allowed:
                 fresh = await self._tokens.revoke(tx, kind, value, until)
                 if fresh:
                     await tx.audit(
@@ -483,10 +498,10 @@ class OAuthFlows:
                                     request_id, {"kind": kind})
                     )  # fmt: skip
                 return fresh
-            refusal = InvalidGrant("the token was not issued to this client")
+            refusal = InvalidGrant("the token was not issued to this caller")
             await tx.audit(
-                AuditRecord(client_id, subject, "token.revoke", "failure", value, request_id,
-                            {"reason": refusal.reason})
+                AuditRecord(caller_id[:128], subject, "token.revoke", "failure", value,
+                            request_id, {"reason": refusal.reason})
             )  # fmt: skip
         raise refusal
 

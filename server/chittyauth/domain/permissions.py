@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chittyauth.clock import Clock
-from chittyauth.domain import paging
+from chittyauth.domain import paging, policy
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     DomainError,
@@ -118,7 +118,7 @@ def covers(grant: GrantRow, permission: str, resource: str) -> bool:
 
 
 def _own_id(principal: Principal) -> str:
-    return principal.chitty_id or principal.subject
+    return policy.acting_for(principal)
 
 
 class PermissionRegistry:
@@ -238,7 +238,7 @@ class PermissionRegistry:
             InvalidRequest: a bad page size or page token.
         """
         chitty_id = _check_chitty_id(chitty_id or _own_id(principal), "chitty_id")
-        if chitty_id != _own_id(principal) and not principal.is_admin:
+        if not policy.may_reach(principal, chitty_id):
             raise PermissionDenied("only an admin may list another's grants")
         size = paging.page_size(page_size)
         scope = (chitty_id, include_inactive)
@@ -271,7 +271,7 @@ class PermissionRegistry:
                 raise NotFound("no such grant")
             async with self._store.transaction() as tx:
                 grant = await repo.get_grant(tx, grant_id)
-                if grant is None or not (principal.is_admin or grant.grantor == _own_id(principal)):
+                if grant is None or not policy.may_reach(principal, grant.grantor):
                     raise NotFound("no such grant")
                 if grant.revoked_at is not None:
                     return grant
@@ -295,7 +295,7 @@ class PermissionRegistry:
             raise
 
     def _require_grant_right(self, principal: Principal, resource: str, grantor: str) -> None:
-        if grantor != _own_id(principal) and not principal.is_admin:
+        if not policy.may_reach(principal, grantor):
             raise PermissionDenied(
                 "only an admin may grant on behalf of another ChittyID",
                 reason="GRANTOR_MISMATCH",

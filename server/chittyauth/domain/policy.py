@@ -152,11 +152,17 @@ def person_of(principal: Principal) -> str:
     kind = kind_of(principal)
     if kind is Kind.API_KEY:
         return principal.chitty_id
-    if kind in (Kind.PERSON, Kind.DELEGATE):
-        return principal.chitty_id or principal.subject
-    if kind is Kind.ADMIN:
+    if kind in (Kind.PERSON, Kind.DELEGATE, Kind.ADMIN):
         return principal.chitty_id or principal.subject
     return ""
+
+
+def acting_for(principal: Principal) -> str:
+    """Whose own data ``principal`` reaches: its person, or a service client itself (its
+    ``sub``: the grants it made as a client)."""
+    if kind_of(principal) is Kind.SERVICE:
+        return principal.subject
+    return person_of(principal)
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -171,9 +177,9 @@ MACHINES = frozenset({Kind.SERVICE, Kind.DELEGATE, Kind.API_KEY, Kind.ADMIN})
 class Rule:
     """How one operation is admitted.
 
-    ``scopes``: one of them is required — of every caller for ``Owner.NONE``/``ANY`` rules, and
-    of a caller that is not the person itself for ``Owner.SELF`` rules (a person's own token
-    reaches its own data; a delegate or API key only through these scopes). Admins pass.
+    ``scopes``: one of them is required of every accepted kind except those in ``unscoped``
+    and admins. ``Owner.SELF`` rules leave the person's own token unscoped (a person reaches
+    its own data; a delegate or API key only through these scopes).
     """
 
     operation: str
@@ -182,6 +188,9 @@ class Rule:
     owner: Owner = Owner.NONE
     bucket: str = ""
     summary: str = ""
+    unscoped: frozenset[Kind] = frozenset()
+    # The audit action of a refusal ('' for ``Service.Method``).
+    audit: str = ""
 
 
 def _rule(
@@ -191,9 +200,16 @@ def _rule(
     owner: Owner = Owner.NONE,
     bucket: str = "",
     summary: str = "",
+    unscoped: frozenset[Kind] | None = None,
+    audit: str = "",
 ) -> Rule:
-    return Rule(operation, kinds, scopes, owner, bucket, summary)
+    if unscoped is None:
+        unscoped = frozenset({Kind.PERSON}) if owner is Owner.SELF else frozenset()
+    return Rule(operation, kinds, scopes, owner, bucket, summary, unscoped | {Kind.ADMIN}, audit)
 
+
+# A service client's grants are its own (it grants and checks as its ``sub``).
+_SELF_OR_SERVICE = frozenset({Kind.PERSON, Kind.SERVICE})
 
 _AUTH = "/chitty.auth.v1.AuthService/"
 _SYNC = "/chitty.auth.v1.SyncService/"
@@ -216,14 +232,14 @@ _RULES: tuple[Rule, ...] = (
     _rule(f"{_AUTH}Revoke", AUTHENTICATED, bucket="revoke",
           summary="the token's client or person (RFC 7009 §2.1); others change nothing"),
     _rule(f"{_AUTH}GetJwks", ALL, summary="anyone: public keys"),
-    _rule(f"{_AUTH}WatchRevocations", frozenset({Kind.SERVICE, Kind.ADMIN, Kind.DELEGATE,
-                                                 Kind.API_KEY, Kind.PERSON}),
-          REVOCATIONS_READ, INTROSPECT, owner=Owner.ANY,
+    _rule(f"{_AUTH}WatchRevocations", AUTHENTICATED, REVOCATIONS_READ, INTROSPECT,
+          owner=Owner.ANY, unscoped=frozenset({Kind.SERVICE}),
           summary="a service client, or revocations:read / introspect"),
     _rule(f"{_AUTH}RegisterAccount", ALL, bucket="register",
           summary="anyone: a password account for a ChittyID the authority knows"),
     _rule(f"{_AUTH}IssueToken", MACHINES, TOKENS_ISSUE, owner=Owner.ANY, bucket="issue",
-          summary="tokens:issue, for a person who consented to the caller's client"),
+          summary="tokens:issue, for a person who consented to the caller's client",
+          audit="token.issued"),
     # SyncService: the person's sessions.
     _rule(f"{_SYNC}SyncSession", FOR_A_PERSON, SESSIONS_WRITE, owner=Owner.SELF,
           summary="the person, or sessions:write (new sessions need cross_sync)"),
@@ -255,21 +271,25 @@ _RULES: tuple[Rule, ...] = (
           summary="the person, or api_keys:read"),
     _rule(f"{_KEYS}RevokeApiKey", FOR_A_PERSON, API_KEYS_WRITE, owner=Owner.SELF,
           summary="the person, or api_keys:write"),
-    # PermissionService: grants made by and to the person.
+    # PermissionService: grants made by and to the person; a service client acts as itself.
     _rule(f"{_PERMS}GrantPermission", FOR_A_PERSON | {Kind.SERVICE}, PERMISSIONS_WRITE,
           owner=Owner.SELF,
+          unscoped=_SELF_OR_SERVICE,
           summary="authorizations:grant or grant:{resource}; a delegate also permissions:write"),
     _rule(f"{_PERMS}CheckPermission", AUTHENTICATED, PERMISSIONS_READ, owner=Owner.SELF,
+          unscoped=_SELF_OR_SERVICE,
           summary="one's own; another's with authorizations:check"),
     _rule(f"{_PERMS}ListPermissions", FOR_A_PERSON | {Kind.SERVICE}, PERMISSIONS_READ,
-          owner=Owner.SELF, summary="one's own grants, or permissions:read"),
+          owner=Owner.SELF, unscoped=_SELF_OR_SERVICE,
+          summary="one's own grants, or permissions:read"),
     _rule(f"{_PERMS}RevokePermission", FOR_A_PERSON | {Kind.SERVICE}, PERMISSIONS_WRITE,
-          owner=Owner.SELF, summary="the grantor, or permissions:write"),
+          owner=Owner.SELF, unscoped=_SELF_OR_SERVICE,
+          summary="the grantor, or permissions:write"),
     # KeyService and AuditService: administration.
     _rule(f"{_SIGNING}ListSigningKeys", AUTHENTICATED, KEYS_ADMIN, owner=Owner.ANY,
           summary="keys:admin"),
     _rule(f"{_SIGNING}RotateSigningKey", AUTHENTICATED, KEYS_ADMIN, owner=Owner.ANY,
-          summary="keys:admin"),
+          summary="keys:admin", audit="key.rotated"),
     _rule(f"{_AUDIT}ListAuditEvents", AUTHENTICATED, AUDIT_READ, owner=Owner.ANY,
           summary="audit:read"),
     _rule(f"{_AUDIT}VerifyAuditLog", AUTHENTICATED, AUDIT_READ, owner=Owner.ANY,
@@ -304,9 +324,7 @@ def admit(rule: Rule, principal: Principal | None) -> Kind:
             reason="PRINCIPAL_NOT_ALLOWED",
             metadata={"principal_kind": kind.value},
         )
-    if kind is Kind.ADMIN or not rule.scopes or principal is None:
-        return kind
-    if rule.owner is Owner.SELF and kind is Kind.PERSON:
+    if kind in rule.unscoped or not rule.scopes or principal is None:
         return kind
     if not any(scope in principal.scopes for scope in rule.scopes):
         raise PermissionDenied(
@@ -325,7 +343,7 @@ def may_reach(principal: Principal, owner: str) -> bool:
     """
     if kind_of(principal) is Kind.ADMIN:
         return True
-    own = person_of(principal)
+    own = acting_for(principal)
     return bool(own) and own == owner
 
 
@@ -339,9 +357,23 @@ def may_reach_session(principal: Principal, owner: str, session_id: str) -> bool
     """A session: its owner, bound to it by ``sid`` or holding cross_sync; or an admin."""
     if not may_reach(principal, owner):
         return False
-    if kind_of(principal) is Kind.ADMIN:
+    return principal.session_id == session_id or reaches_every_session(principal)
+
+
+def reaches_every_session(principal: Principal) -> bool:
+    """Not only the session a token is bound to: an admin, or a holder of cross_sync."""
+    return kind_of(principal) is Kind.ADMIN or CROSS_SYNC in principal.scopes
+
+
+def may_revoke(principal: Principal, *, client_id: str, subject: str, token_id: str) -> bool:
+    """RFC 7009 §2.1 for a bearer-authenticated caller: the token's own client, the token
+    itself, the person it was issued to (with their own token), or an admin."""
+    kind = kind_of(principal)
+    if kind is Kind.ADMIN or principal.jti == token_id:
         return True
-    return principal.session_id == session_id or CROSS_SYNC in principal.scopes
+    if client_id and principal.client_id == client_id and kind is not Kind.PERSON:
+        return True
+    return kind is Kind.PERSON and person_of(principal) == subject
 
 
 def grantable(principal: Principal, scopes: tuple[str, ...] | frozenset[str]) -> list[str]:

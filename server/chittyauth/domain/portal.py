@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chittyauth.domain import policy
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     DomainError,
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 # What a person's login token may carry; an empty request gets all of them. Admin scopes are
 # never handed out by a login: they come from operator-issued credentials only.
-PERSON_SCOPES = ("mcp:read", "mcp:write", "chittyos:services", "cross_sync")
+PERSON_SCOPES = policy.PERSON_SCOPES
 PORTAL_CLIENT_ID = "chittyauth-portal"
 PERSON_ENTITY = "PEO"
 MAX_EMAIL_CHARS = 254

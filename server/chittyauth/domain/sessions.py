@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 from chittyauth.clock import Clock
 from chittyauth.config import Config, SessionConfig, TokenConfig
-from chittyauth.domain import paging
+from chittyauth.domain import paging, policy
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.changefeed import ChangeFeed
 from chittyauth.domain.errors import (
@@ -33,7 +33,6 @@ from chittyauth.domain.errors import (
     FailedPrecondition,
     InvalidRequest,
     NotFound,
-    PermissionDenied,
     Unauthenticated,
 )
 from chittyauth.domain.ids import new_id
@@ -340,7 +339,9 @@ class SessionService:
                         ended = record
                 elif device is not None:
                     principal.require_scope(CROSS_SYNC_SCOPE)
-                    found = await repo.attached_device(tx, principal.subject, device.device_id)
+                    found = await repo.attached_device(
+                        tx, policy.person_of(principal), device.device_id
+                    )
                     if found is not None:
                         record = await self._load_for_write(tx, attempt, found.session_id)
                         # The device's old session just expired: start a new one instead.
@@ -351,7 +352,12 @@ class SessionService:
                     if record is None:
                         principal.require_scope(CROSS_SYNC_SCOPE)
                         record, evicted = await self._create(
-                            tx, principal.subject, device, tx.now, principal.subject, request_id
+                            tx,
+                            policy.person_of(principal),
+                            device,
+                            tx.now,
+                            principal.subject,
+                            request_id,
                         )
                         device = None  # attached by _create
                     attempt.resource = session_name(record.session_id)
@@ -394,7 +400,7 @@ class SessionService:
             InvalidRequest: a malformed ChittyID, page size or page token.
             PermissionDenied: another ChittyID's sessions without admin, or no cross_sync.
         """
-        owner = chitty_id or principal.subject
+        owner = chitty_id or policy.person_of(principal)
         _check_chitty_id(owner)
         size = paging.page_size(page_size)
         scope = (owner, include_ended)
@@ -444,7 +450,7 @@ class SessionService:
             InvalidRequest: a malformed ChittyID.
             PermissionDenied: another ChittyID without admin, or no cross_sync.
         """
-        owner = chitty_id or principal.subject
+        owner = chitty_id or policy.person_of(principal)
         _check_chitty_id(owner)
         async with self._attempt(principal, "session.revoke_all", request_id) as attempt:
             attempt.subject = owner
@@ -635,10 +641,10 @@ class SessionService:
             if session_id:
                 record = await self._read_session(attempt, session_id)
                 watch_filter = WatchFilter(record.chitty_id, session_id)
-            elif principal.is_admin or principal.has_scope(CROSS_SYNC_SCOPE):
-                watch_filter = WatchFilter(principal.subject)
+            elif policy.reaches_every_session(principal):
+                watch_filter = WatchFilter(policy.person_of(principal))
             elif principal.session_id:
-                watch_filter = WatchFilter(principal.subject, principal.session_id)
+                watch_filter = WatchFilter(policy.person_of(principal), principal.session_id)
             else:
                 principal.require_scope(CROSS_SYNC_SCOPE)
                 return
@@ -1015,18 +1021,11 @@ class SessionService:
 
 
 def _may_access(principal: Principal, record: SessionRecord) -> bool:
-    if principal.is_admin:
-        return True
-    if principal.subject != record.chitty_id:
-        return False
-    return principal.session_id == record.session_id or principal.has_scope(CROSS_SYNC_SCOPE)
+    return policy.may_reach_session(principal, record.chitty_id, record.session_id)
 
 
 def _require_owner_or_admin(principal: Principal, chitty_id: str) -> None:
-    if chitty_id != principal.subject and not principal.is_admin:
-        raise PermissionDenied(
-            "only the owner or an admin may do this for a ChittyID", reason="NOT_OWNER"
-        )
+    policy.require_owner(principal, chitty_id, what="this ChittyID's sessions")
     principal.require_scope(CROSS_SYNC_SCOPE)
 
 

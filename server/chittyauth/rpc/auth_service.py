@@ -136,7 +136,9 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
     async def Revoke(
         self, request: auth_service_pb2.RevokeRequest, context: Context
     ) -> auth_service_pb2.RevokeResponse:
-        await self._oauth.revoke(request.token, request_id=current_call().request_id)
+        await self._oauth.revoke(
+            request.token, request_id=current_call().request_id, by=caller(self._tokens)
+        )
         return auth_service_pb2.RevokeResponse()
 
     async def GetJwks(

@@ -19,11 +19,14 @@ import grpc
 from grpc import aio
 
 from chittyauth.domain import policy
+from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import DomainError, PermissionDenied, Unauthenticated
+from chittyauth.domain.principal import Principal
 from chittyauth.logs import request_id_var
 from chittyauth.rpc.auth import PrincipalResolver
 from chittyauth.rpc.context import CallInfo, call_var
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY, status_for
+from chittyauth.store.protocol import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +51,14 @@ class Gate:
     """Admits a call by its policy row before the handler runs: the caller's kind and scopes.
 
     Operations any caller may call (their rows accept ANONYMOUS) pass with no principal and
-    no work; the rest need a valid bearer credential. Ownership, which needs the data, is the
-    domain's to check, by the same policy module.
+    no work; the rest need a valid bearer credential. A refusal of an authenticated caller is
+    audited. Ownership, which needs the data, is the domain's to check, by the same policy
+    module.
     """
 
-    def __init__(self, lookup: ResolverLookup) -> None:
+    def __init__(self, lookup: ResolverLookup, store: Store | None = None) -> None:
         self._lookup = lookup
+        self._store = store
 
     def rule_for(self, method: str) -> policy.Rule | None:
         """The row for ``method``; a refusing row for a contract method without one."""
@@ -62,10 +67,8 @@ class Gate:
             return policy.Rule(method, frozenset(), summary="no policy row: refused")
         return rule
 
-    def admit(self, rule: policy.Rule, info: CallInfo) -> CallInfo:
+    async def admit(self, rule: policy.Rule, info: CallInfo) -> CallInfo:
         """``info`` with the admitted principal; raises Unauthenticated / PermissionDenied."""
-        if policy.Kind.ANONYMOUS in rule.kinds:
-            return info
         if not rule.kinds:
             raise PermissionDenied("this operation has no policy", reason="NO_POLICY")
         if not info.bearer:
@@ -74,10 +77,34 @@ class Gate:
         if resolver is None:
             raise Unauthenticated("credentials cannot be validated yet", reason="INVALID_TOKEN")
         principal = resolver.principal_for(info.bearer)
-        policy.admit(rule, principal)
+        try:
+            policy.admit(rule, principal)
+        except PermissionDenied as refusal:
+            await self._audit(rule, info, principal, refusal)
+            raise
         admitted = info._replace(principal=principal)
         call_var.set(admitted)
         return admitted
+
+    async def _audit(
+        self, rule: policy.Rule, info: CallInfo, principal: Principal, refusal: DomainError
+    ) -> None:
+        if self._store is None:
+            return
+        try:
+            await audit_refusal(
+                self._store, refusal, action=rule.audit or operation_name(rule.operation),
+                actor=principal.subject, request_id=info.request_id,
+                attributes={"client_id": principal.client_id, "kind": policy.kind_of(principal)},
+            )  # fmt: skip
+        except Exception:  # the refusal itself must still reach the caller
+            log.exception("cannot audit a refused call", extra={"method": info.method})
+
+
+def operation_name(method: str) -> str:
+    """``Service.Method`` of a full method name (``/chitty.auth.v1.Service/Method``)."""
+    service, _, name = method.lstrip("/").partition("/")
+    return f"{service.rsplit('.', 1)[-1]}.{name}"
 
 
 class InterceptedServer:
@@ -149,9 +176,7 @@ class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         if method in self._wrapped:
             return self._wrapped[method]
         handler = self._inner.service(handler_call_details)
-        wrapped = (
-            _wrap(method, handler, self._observe, self._gate) if handler is not None else None
-        )
+        wrapped = _wrap(method, handler, self._observe, self._gate) if handler is not None else None
         self._wrapped[method] = wrapped
         return wrapped
 
@@ -173,7 +198,7 @@ def _wrap(method: str, handler: Handler, observe: Observer | None, gate: Gate | 
     return handler  # client- and bidi-streaming: none in the contract
 
 
-Admission = Callable[[CallInfo], CallInfo] | None
+Admission = Callable[[CallInfo], Awaitable[CallInfo]] | None
 
 
 def _admission(method: str, gate: Gate | None) -> Admission:
@@ -240,7 +265,7 @@ def _unary(
         code = "OK"
         try:
             if admit is not None:
-                info = admit(info)
+                info = await admit(info)
             return await behaviour(request, context)
         except aio.AbortError:
             code = _code_name(context)
@@ -270,7 +295,7 @@ def _stream(
         info = _begin(method, context)
         try:
             if admit is not None:
-                info = admit(info)
+                info = await admit(info)
             result = behaviour(request, context)
             if inspect.isasyncgen(result):
                 async for message in result:
