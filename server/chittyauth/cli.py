@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply pending database migrations")
     commands.add_parser("version", help="print the version")
+    commands.add_parser("policy", help="print the authorization policy table (Markdown)")
     dev = commands.add_parser(
         "dev", help="run the dev identity authority and the server on local defaults"
     )
@@ -87,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     if args.command == "version":
         print(__version__)
+        return 0
+    if args.command == "policy":
+        from chittyauth.domain.policy import markdown_table
+
+        sys.stdout.write(markdown_table())
         return 0
     if args.command == "mcp":
         # The agent is a client of the service: it reads CHITTYAUTH_MCP_*, not the config.

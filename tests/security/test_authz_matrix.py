@@ -9,6 +9,7 @@ key promises are also spelled out by hand below, so a wrong row fails too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -273,3 +274,12 @@ async def test_a_server_with_a_method_but_no_row_refuses_it(
     assert error is not None
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert _reason(error)[0] == "NO_POLICY"
+
+
+def test_the_documented_table_is_the_policy_table() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "authz.md").read_text()
+    start = doc.index("<!-- policy-table")
+    block = doc[doc.index("\n", start) + 1 : doc.index("<!-- end policy-table -->")]
+    assert block == policy.markdown_table(), "paste `chittyauth policy` into docs/authz.md"
+    for scope in policy.SCOPES:
+        assert f"| `{scope}` |" in doc, scope

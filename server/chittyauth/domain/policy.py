@@ -382,3 +382,31 @@ def grantable(principal: Principal, scopes: tuple[str, ...] | frozenset[str]) ->
     Admin scopes never pass; any other only if the principal holds it itself.
     """
     return [s for s in scopes if s in ADMIN_SCOPES or s not in principal.scopes]
+
+
+# -- the table as documentation --------------------------------------------------------------
+
+
+def markdown_table() -> str:
+    """The policy table as the Markdown docs/authz.md shows (a test keeps the two equal)."""
+    lines = [
+        "| operation | who | scopes (one of) | whose data | in short | rate limit |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for rule in _RULES:
+        if rule.kinds == ALL:
+            kinds = "anyone"
+        elif rule.kinds == AUTHENTICATED:
+            kinds = "any caller with a token"
+        else:
+            kinds = ", ".join(k.value for k in Kind if k in rule.kinds)
+        scoped = ", ".join(f"`{s}`" for s in rule.scopes) or "—"
+        exempt = sorted(k.value for k in rule.unscoped - {Kind.ADMIN} if k in rule.kinds)
+        if rule.scopes and exempt:
+            scoped += f" (not for {', '.join(exempt)})"
+        name = rule.operation.rsplit(".", 1)[-1]
+        lines.append(
+            f"| `{name}` | {kinds} | {scoped} | {rule.owner.value} | {rule.summary} |"
+            f" {rule.bucket or '—'} |"
+        )
+    return "\n".join(lines) + "\n"
