@@ -373,6 +373,8 @@ async def test_malformed_bodies_are_400_with_a_reason(
 ) -> None:
     headers = basic("some-client", "secret") if path == "/v1/mcp/authenticate" else {}
     token = "" if headers else await mint()
+    if path == "/v1/mcp/linked-app/oauth":  # consent: only a person's own token approves
+        token = await mint(subject="AB-C-PEO-1234-P-56-H-7", token_use="portal", scopes=())
     for body in (b"{not json", b"[1, 2]"):
         status, answer = await call(
             http, "POST", f"{url}{path}", token=token, headers={

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
-from chittyauth.domain.errors import DomainError
+from chittyauth.domain import policy
+from chittyauth.domain.errors import DomainError, PermissionDenied
+from chittyauth.domain.principal import Principal
 from chittyauth.store.protocol import AuditRecord, Store
+
+log = logging.getLogger(__name__)
 
 # Ids in refusal records often come from the caller's input: bound them.
 MAX_AUDITED_ID = 128
@@ -41,3 +46,27 @@ async def audit_refusal(
                 attributes={"reason": refusal.reason, **(attributes or {})},
             )
         )
+
+
+async def admit(
+    store: Store | None, rule: policy.Rule, principal: Principal, *, request_id: str = ""
+) -> None:
+    """``policy.admit`` for a resolved caller, auditing a refusal (every transport's gate).
+
+    Raises:
+        PermissionDenied: as ``policy.admit``; the refusal is recorded first.
+    """
+    try:
+        policy.admit(rule, principal)
+    except PermissionDenied as refusal:
+        if store is not None:
+            try:
+                await audit_refusal(
+                    store, refusal, action=rule.audit or policy.operation_name(rule.operation),
+                    actor=principal.subject, request_id=request_id,
+                    attributes={"client_id": principal.client_id,
+                                "kind": policy.kind_of(principal).value},
+                )  # fmt: skip
+            except Exception:  # the refusal itself must still reach the caller
+                log.exception("cannot audit a refused call", extra={"action": rule.operation})
+        raise

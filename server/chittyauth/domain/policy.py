@@ -219,6 +219,14 @@ _PERMS = "/chitty.auth.v1.PermissionService/"
 _SIGNING = "/chitty.auth.v1.KeyService/"
 _AUDIT = "/chitty.auth.v1.AuditService/"
 
+# Operations other transports name (the historical HTTP routes are old forms of these RPCs).
+AUTHORIZE = f"{_AUTH}Authorize"
+ISSUE_TOKEN = f"{_AUTH}IssueToken"
+CREATE_API_KEY = f"{_KEYS}CreateApiKey"
+GRANT_PERMISSION = f"{_PERMS}GrantPermission"
+CHECK_PERMISSION = f"{_PERMS}CheckPermission"
+LIST_PERMISSIONS = f"{_PERMS}ListPermissions"
+
 _RULES: tuple[Rule, ...] = (
     # AuthService: credentials travel in the request body; the operation checks them.
     _rule(f"{_AUTH}Authenticate", ALL, bucket="authenticate",
@@ -297,6 +305,13 @@ _RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 POLICY: dict[str, Rule] = {rule.operation: rule for rule in _RULES}
+
+
+def operation_name(operation: str) -> str:
+    """``Service.Method`` of an RPC's full name (``/chitty.auth.v1.Service/Method``); an HTTP
+    operation as it is."""
+    service, _, name = operation.lstrip("/").partition("/")
+    return f"{service.rsplit('.', 1)[-1]}.{name}" if name else operation
 
 
 def rule_for(operation: str) -> Rule:

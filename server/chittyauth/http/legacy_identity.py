@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from chittyauth.clock import Clock
+from chittyauth.domain import audit, policy
 from chittyauth.domain.errors import (
     DomainError,
     InvalidRequest,
@@ -30,6 +31,14 @@ from chittyauth.domain.errors import (
     UnsupportedGrantType,
 )
 from chittyauth.domain.oauth import AuthorizationRequest
+from chittyauth.domain.policy import (
+    AUTHORIZE,
+    CHECK_PERMISSION,
+    CREATE_API_KEY,
+    GRANT_PERMISSION,
+    ISSUE_TOKEN,
+    LIST_PERMISSIONS,
+)
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import TokenService
 from chittyauth.http.errors import json_response, oauth_error, request_id_of
@@ -99,7 +108,7 @@ class LegacyIdentityRoutes:
 
     async def linked_app_oauth(self, request: web.Request) -> web.Response:
         """``POST /v1/mcp/linked-app/oauth``: the person (portal token) approves an app."""
-        user = self._principal(request)
+        user = await self._principal(request, AUTHORIZE)
         body = await read_json_object(request, self._max_body)
         app_id = _text(body, "app_id")
         chitty_id = _text(body, "chitty_id")
@@ -239,7 +248,7 @@ class LegacyIdentityRoutes:
 
     async def generate_token(self, request: web.Request) -> web.Response:
         """``POST /v1/tokens/generate`` (Bearer admin or tokens:issue) -> a user token."""
-        principal = self._principal(request)
+        principal = await self._principal(request, ISSUE_TOKEN)
         body = await read_json_object(request, self._max_body)
         chitty_id = _text(body, "chitty_id")
         ttl_s = _duration(body.get("expires_in"))
@@ -267,7 +276,7 @@ class LegacyIdentityRoutes:
 
     async def generate_api_key(self, request: web.Request) -> web.Response:
         """``POST /v1/api-keys/generate`` (Bearer) -> a new API key, shown once."""
-        principal = self._principal(request)
+        principal = await self._principal(request, CREATE_API_KEY)
         body = await read_json_object(request, self._max_body)
         chitty_id = _text(body, "chitty_id")
         name = _text(body, "name", required=False)
@@ -298,7 +307,7 @@ class LegacyIdentityRoutes:
 
     async def grant_authorization(self, request: web.Request) -> web.Response:
         """``POST /v1/authorizations/grant`` (Bearer) -> the new authorization."""
-        principal = self._principal(request)
+        principal = await self._principal(request, GRANT_PERMISSION)
         body = await read_json_object(request, self._max_body)
         grant = await self._server.permissions.grant(
             principal,
@@ -313,7 +322,7 @@ class LegacyIdentityRoutes:
 
     async def check_authorization(self, request: web.Request) -> web.Response:
         """``POST /v1/authorizations/check`` (Bearer) -> ``{authorized, chitty_id, ...}``."""
-        principal = self._principal(request)
+        principal = await self._principal(request, CHECK_PERMISSION)
         body = await read_json_object(request, self._max_body)
         chitty_id = _text(body, "chitty_id")
         permission = _text(body, "permission")
@@ -330,7 +339,7 @@ class LegacyIdentityRoutes:
 
     async def list_authorizations(self, request: web.Request) -> web.Response:
         """``GET /v1/authorizations/{chitty_id}`` (Bearer) -> a page of live grants."""
-        principal = self._principal(request)
+        principal = await self._principal(request, LIST_PERMISSIONS)
         chitty_id = request.match_info["chitty_id"]
         size_text = request.query.get("page_size", "0")
         if not size_text.isdigit() or len(size_text) > 6:
@@ -397,8 +406,14 @@ class LegacyIdentityRoutes:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _principal(self, request: web.Request) -> Principal:
-        return self._tokens.principal_for(_bearer(request))
+    async def _principal(self, request: web.Request, operation: str) -> Principal:
+        """The caller, admitted by the policy row of the RPC this route is the old form of."""
+        principal = self._tokens.principal_for(_bearer(request))
+        await audit.admit(
+            getattr(self._server, "store", None), policy.rule_for(operation), principal,
+            request_id=request_id_of(request),
+        )  # fmt: skip
+        return principal
 
     def _identity(self) -> Any:
         identity = getattr(self._server, "identity", None)

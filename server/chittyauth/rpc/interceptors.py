@@ -18,10 +18,8 @@ from typing import Any, TypeAlias
 import grpc
 from grpc import aio
 
-from chittyauth.domain import policy
-from chittyauth.domain.audit import audit_refusal
+from chittyauth.domain import audit, policy
 from chittyauth.domain.errors import DomainError, PermissionDenied, Unauthenticated
-from chittyauth.domain.principal import Principal
 from chittyauth.logs import request_id_var
 from chittyauth.rpc.auth import PrincipalResolver
 from chittyauth.rpc.context import CallInfo, call_var
@@ -77,34 +75,10 @@ class Gate:
         if resolver is None:
             raise Unauthenticated("credentials cannot be validated yet", reason="INVALID_TOKEN")
         principal = resolver.principal_for(info.bearer)
-        try:
-            policy.admit(rule, principal)
-        except PermissionDenied as refusal:
-            await self._audit(rule, info, principal, refusal)
-            raise
+        await audit.admit(self._store, rule, principal, request_id=info.request_id)
         admitted = info._replace(principal=principal)
         call_var.set(admitted)
         return admitted
-
-    async def _audit(
-        self, rule: policy.Rule, info: CallInfo, principal: Principal, refusal: DomainError
-    ) -> None:
-        if self._store is None:
-            return
-        try:
-            await audit_refusal(
-                self._store, refusal, action=rule.audit or operation_name(rule.operation),
-                actor=principal.subject, request_id=info.request_id,
-                attributes={"client_id": principal.client_id, "kind": policy.kind_of(principal)},
-            )  # fmt: skip
-        except Exception:  # the refusal itself must still reach the caller
-            log.exception("cannot audit a refused call", extra={"method": info.method})
-
-
-def operation_name(method: str) -> str:
-    """``Service.Method`` of a full method name (``/chitty.auth.v1.Service/Method``)."""
-    service, _, name = method.lstrip("/").partition("/")
-    return f"{service.rsplit('.', 1)[-1]}.{name}"
 
 
 class InterceptedServer:
