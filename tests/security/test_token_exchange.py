@@ -599,3 +599,21 @@ async def test_deleting_the_subjects_client_kills_the_derived_token(
     check = await validate(channel, derived.access_token)
     assert not check.active
     assert check.inactive_reason == token_pb2.INACTIVE_REASON_REVOKED
+
+
+async def test_only_access_tokens_are_exchanged_and_issued(
+    server: Server, router: Exchanger, portal_token: str
+) -> None:
+    with pytest.raises(OAuthError) as caught:
+        await http_exchange(
+            server, router, portal_token,
+            requested_token_type="urn:ietf:params:oauth:token-type:refresh_token",
+        )  # fmt: skip
+    assert caught.value.error == "invalid_request"
+    async with AsyncOAuth2Client(router.client_id, router.client_secret) as oauth:
+        with pytest.raises(OAuthError) as caught:
+            await oauth.fetch_token(
+                f"{base_url(server)}/token", grant_type=TE_GRANT, subject_token=portal_token,
+                subject_token_type="urn:ietf:params:oauth:token-type:id_token",
+            )  # fmt: skip
+    assert caught.value.error == "invalid_request"
