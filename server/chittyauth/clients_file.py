@@ -44,7 +44,10 @@ GRANT_ALIASES = {"token_exchange": GRANT_TOKEN_EXCHANGE}
 MAX_ENTRIES = 1000
 
 _SPEC_FIELDS = {f.name for f in fields(ClientSpec)}
-_LIST_FIELDS = {"redirect_uris", "allowed_scopes", "grant_types", "capabilities"}
+_LIST_FIELDS = {
+    "redirect_uris", "allowed_scopes", "grant_types", "capabilities", "exchange_audiences",
+}  # fmt: skip
+_BOOL_FIELDS = {"confidential", "exchange_may_impersonate"}
 _KEYS = _SPEC_FIELDS | {"client_id", "secret_env"}
 
 
@@ -129,9 +132,9 @@ def _entry(path: str | os.PathLike[str], index: int, entry: Mapping[str, Any]) -
     for key, value in entry.items():
         if key in ("client_id", "secret_env"):
             continue
-        if key == "confidential":
+        if key in _BOOL_FIELDS:
             if not isinstance(value, bool):
-                raise ClientsFileError(f"{where}: confidential must be true or false")
+                raise ClientsFileError(f"{where}: {key} must be true or false")
         elif key in _LIST_FIELDS:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ClientsFileError(f"{where}: {key} must be a list of strings")

@@ -43,6 +43,7 @@ async def register(
     scopes: tuple[str, ...] = ("mcp:read", "mcp:write", "cross_sync"),
     public: bool = False,
     name: str = "Linked App",
+    exchange_audiences: tuple[str, ...] = (),
 ) -> App:
     stub = client_service_pb2_grpc.ClientServiceStub(channel)
     reply = await stub.CreateClient(
@@ -63,6 +64,7 @@ async def register(
                     if public
                     else client_pb2.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_BASIC
                 ),
+                exchange_audiences=exchange_audiences,
             )
         ),
         metadata=bearer(admin),

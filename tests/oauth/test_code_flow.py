@@ -259,12 +259,14 @@ async def test_scope_escalation_is_refused(
 
 
 async def test_token_exchange_with_actor(
-    oauth_channel: aio.Channel, user_token: str, app: App, mint: Callable[..., Awaitable[str]]
+    oauth_channel: aio.Channel, user_token: str, admin: str, mint: Callable[..., Awaitable[str]]
 ) -> None:
+    # The app may exchange for chittyrouter; its backend acts with the app's own token.
+    app = await register(oauth_channel, admin, exchange_audiences=("chittyrouter",))
     verifier, challenge = pkce()
     auth = await authorize(oauth_channel, user_token, app, challenge)
     tokens = await exchange_code(oauth_channel, app, auth.code, verifier)
-    actor = await mint(subject="chittymcp", client_id="chittymcp", token_use="mcp_server",
+    actor = await mint(subject="backend", client_id=app.client_id, token_use="service",
                        scopes=("mcp:read",))  # fmt: skip
     stub = auth_service_pb2_grpc.AuthServiceStub(oauth_channel)
     reply = await stub.Exchange(
@@ -280,9 +282,24 @@ async def test_token_exchange_with_actor(
     check = await validate(oauth_channel, reply.access_token)
     assert check.active
     assert check.claims.sub == USER
-    assert check.claims.act.sub == "chittymcp"
+    assert check.claims.act.sub == "backend"
+    assert check.claims.act.client_id == app.client_id
     assert list(check.claims.aud) == ["chittyrouter"]
     assert check.claims.token_use == token_pb2.TOKEN_USE_EXCHANGE
+    # An actor token of another client is not the app acting (tests/security has the rest).
+    stranger = await mint(subject="chittymcp", client_id="chittymcp", token_use="mcp_server",
+                          scopes=("mcp:read",))  # fmt: skip
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.Exchange(
+            pb.ExchangeRequest(
+                client_id=app.client_id, client_secret=app.client_secret,
+                token_exchange=pb.TokenExchangeGrant(
+                    subject_token=tokens.access_token, subject_token_type=TE,
+                    actor_token=stranger, actor_token_type=TE, audiences=["chittyrouter"],
+                ),
+            )
+        )  # fmt: skip
+    assert reason(caught.value) == "ACTOR_NOT_ALLOWED"
 
 
 async def test_only_people_may_authorize(oauth_channel: aio.Channel, admin: str, app: App) -> None:

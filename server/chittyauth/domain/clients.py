@@ -75,6 +75,7 @@ MAX_URI_LENGTH = 2000
 MAX_SCOPES = 100
 MAX_SCOPE_LENGTH = 128
 MAX_CAPABILITIES = 50
+MAX_EXCHANGE_AUDIENCES = 20
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -93,6 +94,8 @@ UPDATABLE_FIELDS = frozenset(
         "server_id",
         "capabilities",
         "metadata_document_uri",
+        "exchange_audiences",
+        "exchange_may_impersonate",
     }
 )
 IMMUTABLE_FIELDS = frozenset(
@@ -136,6 +139,10 @@ class ClientSpec:
     server_id: str = ""
     capabilities: tuple[str, ...] = ()
     metadata_document_uri: str = ""
+    # Token exchange policy: the audiences / resource indicators the client may request (exact
+    # strings), and whether it may impersonate rather than only delegate.
+    exchange_audiences: tuple[str, ...] = ()
+    exchange_may_impersonate: bool = False
 
     @classmethod
     def of(cls, record: ClientRecord) -> ClientSpec:
@@ -151,6 +158,8 @@ class ClientSpec:
             server_id=record.server_id,
             capabilities=record.capabilities,
             metadata_document_uri=record.metadata_document_uri,
+            exchange_audiences=record.exchange_audiences,
+            exchange_may_impersonate=record.exchange_may_impersonate,
         )
 
 
@@ -275,7 +284,8 @@ def normalized(spec: ClientSpec, client_id: str) -> ClientSpec:
     Defaults: grant types by kind (linked_app and public clients: authorization_code +
     refresh_token; confidential mcp_server: client_credentials + token exchange; service:
     client_credentials), token_endpoint_auth_method client_secret_basic for confidential and
-    none for public clients, server_id = client_id for an MCP server.
+    none for public clients, server_id = client_id for an MCP server, and an exchange
+    policy that allows no audience and delegation only.
 
     Raises:
         InvalidRequest: reason ``INVALID_CLIENT_METADATA`` (naming the field) or
@@ -324,7 +334,31 @@ def normalized(spec: ClientSpec, client_id: str) -> ClientSpec:
         server_id=server_id,
         capabilities=tuple(capabilities),
         metadata_document_uri=_check_metadata_uri(spec.metadata_document_uri),
+        exchange_audiences=_checked_audiences(spec.exchange_audiences),
+        exchange_may_impersonate=spec.exchange_may_impersonate,
     )
+
+
+def _checked_audiences(audiences: Iterable[str]) -> tuple[str, ...]:
+    """Audiences and resource indicators a client may request in a token exchange: logical
+    names or absolute URIs, printable ASCII without spaces or a fragment."""
+    field = "exchange_audiences"
+    unique = tuple(dict.fromkeys(audiences))
+    if len(unique) > MAX_EXCHANGE_AUDIENCES:
+        raise _bad(f"{field} may hold at most {MAX_EXCHANGE_AUDIENCES} entries", field)
+    for audience in unique:
+        if (
+            not audience
+            or len(audience) > MAX_URI_LENGTH
+            or "#" in audience
+            or not all(0x21 <= ord(char) <= 0x7E for char in audience)
+        ):
+            raise _bad(
+                f"{field} must hold names or URIs of 1 to {MAX_URI_LENGTH} printable characters"
+                " without spaces or a fragment",
+                field,
+            )
+    return unique
 
 
 def _checked_grants(spec: ClientSpec) -> tuple[str, ...]:

@@ -5,7 +5,9 @@
   and stored hashed; a replayed code revokes every token issued from it.
 - Refresh tokens rotate on every use inside one transaction; a replay after a short grace
   window revokes the whole family (RFC 9700 §4.14.2).
-- Token exchange (RFC 8693): scope only narrows; an actor token adds an ``act`` claim.
+- Token exchange (RFC 8693) by the client's registered policy: only the audiences it names,
+  scopes within the subject's and the client's (never admin ones), an actor that is the client
+  or named by ``may_act``, and a result that dies with its subject token (``src``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from chittyauth.domain.errors import (
 )
 from chittyauth.domain.grants import checked_resources
 from chittyauth.domain.principal import Principal
-from chittyauth.domain.tokens import IssuedToken, TokenService
+from chittyauth.domain.tokens import IssuedToken, TokenService, exchange_source
 from chittyauth.store import oauth as rows
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore, SqliteTransaction
@@ -386,13 +388,24 @@ class OAuthFlows:
         resources: Sequence[str],
         scopes: Sequence[str],
         *,
+        requested_token_type: str = "",
         request_id: str = "",
     ) -> TokenGrant:
-        """RFC 8693: a narrower token for another audience, optionally with an actor.
+        """RFC 8693 by the client's exchange policy; every decision is in ``domain.policy``.
+
+        - audiences / resources: each one the client's ``exchange_audiences`` names, else
+          invalid_target; none requested: the client itself is the only audience.
+        - scopes: subject token's ∩ client's allowed ∩ requested, never an admin scope.
+        - actor: the actor token must identify the client or be named by the subject's
+          ``may_act``; the result's ``act`` names the actor (the client itself when there is no
+          actor token and the client may not impersonate) and nests the subject's ``act``.
+        - the result names its subject token, session and family in ``src`` and is refused by
+          Validate as soon as any of them is revoked; it never outlives the subject token.
 
         Raises:
-            InvalidClient, UnauthorizedClient, InvalidRequest (token types), InvalidGrant
-            (subject or actor token not active), InvalidScope (escalation).
+            InvalidClient, UnauthorizedClient, InvalidRequest (token types, actor not allowed,
+            chain too long), InvalidGrant (subject or actor token not active), InvalidScope,
+            InvalidTarget.
         """
         try:
             client = self._clients.authenticate(client_id, client_secret)
@@ -400,9 +413,12 @@ class OAuthFlows:
                 raise UnauthorizedClient("this client may not use token exchange")
             if subject_token_type != ACCESS_TOKEN_TYPE:
                 raise InvalidRequest("subject_token_type must be the access_token type")
+            if requested_token_type not in ("", ACCESS_TOKEN_TYPE):
+                raise InvalidRequest("requested_token_type must be the access_token type")
             subject = self._tokens.validate(subject_token)
             if not subject.active or subject.kind != "access_token":
                 raise InvalidGrant("the subject_token is not active")
+            claims = subject.claims
             actor_claims = None
             if actor_token:
                 if actor_token_type != ACCESS_TOKEN_TYPE:
@@ -411,42 +427,57 @@ class OAuthFlows:
                 if not actor.active or actor.kind != "access_token":
                     raise InvalidGrant("the actor_token is not active")
                 actor_claims = actor.claims
-            granted = tuple(str(subject.claims.get("scope", "")).split())
-            extra = [s for s in scopes if s not in granted]
-            if extra:
-                raise InvalidScope(f"scope beyond the subject token: {' '.join(extra)[:200]}")
-            audience = checked_resources([*audiences, *resources])
+                policy.check_actor(client.client_id, actor_claims, claims)
+            elif actor_token_type:
+                raise InvalidRequest("actor_token_type is given without an actor_token")
+            granted = policy.exchange_scopes(
+                str(claims.get("scope", "")).split(), client.allowed_scopes, scopes
+            )
+            audience = policy.exchange_audiences(
+                client.client_id,
+                client.exchange_audiences,
+                checked_resources([*audiences, *resources]),
+            )
+            act = policy.exchange_act(
+                client.client_id, client.exchange_may_impersonate, actor_claims,
+                claims.get("act"),
+            )  # fmt: skip
+            source = exchange_source(claims)
+            if len(source.get("jti", ())) > policy.MAX_EXCHANGE_DEPTH:
+                raise InvalidRequest(
+                    f"at most {policy.MAX_EXCHANGE_DEPTH} exchanges may be stacked on one token",
+                    reason="EXCHANGE_CHAIN_TOO_LONG",
+                )
         except DomainError as refusal:
             await self._audit(client_id[:128], client_id[:128], "oauth.token_exchange",
                               refusal, request_id)  # fmt: skip
             raise
-        claims = subject.claims
         remaining = int(float(claims["exp"]) - self._clock.now())
-        act = None
-        if actor_claims is not None:
-            act = {"sub": str(actor_claims.get("sub", ""))}
-            if actor_claims.get("client_id"):
-                act["client_id"] = str(actor_claims["client_id"])
+        minted = self._tokens.mint(
+            subject=str(claims["sub"]),
+            client_id=client.client_id,
+            token_use="exchange",
+            scopes=granted,
+            audience=audience,
+            session_id=str(claims.get("sid", "")),
+            chitty_id=str(claims.get("chitty_id", "")),
+            ttl_s=max(1, min(remaining, self._config.access_ttl_s)),
+            act=act,
+            family_id=str(claims.get("fam", "")),
+            source=source,
+        )
         async with self._store.transaction() as tx:
-            issued = await self._tokens.record(
-                tx,
-                self._tokens.mint(
-                    subject=str(claims["sub"]),
-                    client_id=client.client_id,
-                    token_use="exchange",
-                    scopes=tuple(scopes) or granted,
-                    audience=audience,
-                    session_id=str(claims.get("sid", "")),
-                    chitty_id=str(claims.get("chitty_id", "")),
-                    ttl_s=max(1, min(remaining, self._config.access_ttl_s)),
-                    act=act,
-                    family_id=str(claims.get("fam", "")),
-                ),
-            )
+            issued = await self._tokens.record(tx, minted)
+            attributes = {
+                "grant": "token_exchange",
+                "scope": " ".join(issued.scopes),
+                "audience": " ".join(audience)[:500],
+                "subject_jti": str(claims.get("jti", "")),
+                "actor": str(act.get("sub", "")) if act else "",
+            }
             await tx.audit(
                 AuditRecord(client.client_id, str(claims["sub"]), "token.issued", "success",
-                            issued.jti, request_id,
-                            {"grant": "token_exchange", "scope": " ".join(issued.scopes)})
+                            issued.jti, request_id, attributes)
             )  # fmt: skip
         return TokenGrant(issued, "", ACCESS_TOKEN_TYPE)
 

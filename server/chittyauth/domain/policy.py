@@ -26,10 +26,12 @@ The model (docs/authz.md says it in prose):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from chittyauth.domain.errors import PermissionDenied
+from chittyauth.domain.errors import InvalidRequest, InvalidScope, InvalidTarget, PermissionDenied
 from chittyauth.domain.principal import ADMIN_SCOPE, Principal
 
 
@@ -397,6 +399,132 @@ def grantable(principal: Principal, scopes: tuple[str, ...] | frozenset[str]) ->
     Admin scopes never pass; any other only if the principal holds it itself.
     """
     return [s for s in scopes if s in ADMIN_SCOPES or s not in principal.scopes]
+
+
+# -- token exchange --------------------------------------------------------------------------
+#
+# RFC 8693 by the exchanging client's registered policy (``exchange_audiences``,
+# ``exchange_may_impersonate``); docs/authz.md "Token exchange" says it in prose.
+
+# How many exchanges may be stacked on one original token (act nesting and subject links).
+MAX_EXCHANGE_DEPTH = 4
+
+
+def exchange_scopes(
+    subject_scopes: Iterable[str], client_allowed: Iterable[str], requested: Sequence[str]
+) -> tuple[str, ...]:
+    """The scopes an exchanged token carries: subject's ∩ client's allowed ∩ requested.
+
+    An empty request takes the whole intersection. Admin scopes never pass.
+
+    Raises:
+        InvalidScope: a requested scope outside the intersection (never dropped silently).
+    """
+    allowed = frozenset(client_allowed)
+    passable = tuple(
+        dict.fromkeys(s for s in subject_scopes if s in allowed and s not in ADMIN_SCOPES)
+    )
+    if not requested:
+        return passable
+    outside = [s for s in dict.fromkeys(requested) if s not in passable]
+    if outside:
+        shown = " ".join(outside)[:200]
+        raise InvalidScope(
+            f"scope not available through this exchange: {shown} (an exchanged token carries"
+            " only scopes the subject token holds and the client is allowed, never an admin"
+            " scope)",
+            metadata={"scope": shown},
+        )
+    return tuple(dict.fromkeys(requested))
+
+
+def exchange_audiences(
+    client_id: str, allowed: Iterable[str], requested: Sequence[str]
+) -> tuple[str, ...]:
+    """The audiences of an exchanged token: those requested (``audience`` and ``resource``),
+    each one the client's policy names; the client itself when none is requested.
+
+    Raises:
+        InvalidTarget: a requested audience or resource the policy does not name (RFC 8693
+            §2.2.2).
+    """
+    if not requested:
+        return (client_id,)
+    names = frozenset(allowed)
+    outside = [a for a in dict.fromkeys(requested) if a not in names]
+    if outside:
+        shown = outside[0][:200]
+        raise InvalidTarget(
+            f"this client may not request a token for {shown!r}",
+            metadata={"audience": shown},
+        )
+    return tuple(dict.fromkeys(requested))
+
+
+def check_actor(client_id: str, actor: Mapping[str, Any], subject: Mapping[str, Any]) -> None:
+    """An actor token is accepted when it identifies the exchanging client (its ``sub`` or
+    ``client_id`` is the client), or when the subject token's ``may_act`` names its ``sub``
+    (and its ``client_id``, when ``may_act`` has one; RFC 8693 §4.4).
+
+    Raises:
+        InvalidRequest: reason ``ACTOR_NOT_ALLOWED``.
+    """
+    actor_sub = str(actor.get("sub", ""))
+    actor_client = str(actor.get("client_id", ""))
+    if client_id in (actor_sub, actor_client):
+        return
+    may_act = subject.get("may_act")
+    if (
+        isinstance(may_act, Mapping)
+        and actor_sub
+        and str(may_act.get("sub", "")) == actor_sub
+        and str(may_act.get("client_id", actor_client)) == actor_client
+    ):
+        return
+    raise InvalidRequest(
+        "the actor_token must identify the exchanging client, or a party the subject token's"
+        " may_act claim names",
+        reason="ACTOR_NOT_ALLOWED",
+    )
+
+
+def exchange_act(
+    client_id: str,
+    may_impersonate: bool,
+    actor: Mapping[str, Any] | None,
+    subject_act: Any,
+) -> dict[str, Any] | None:
+    """The ``act`` claim of an exchanged token (RFC 8693 §4.1).
+
+    Delegation names the actor token's party, or the client itself when there is no actor
+    token and its policy does not allow impersonation; a subject's own ``act`` is nested
+    inside, so the chain of actors stays visible. Impersonation (allowed by the policy, no
+    actor token) adds no actor but keeps the subject's ``act``.
+
+    Raises:
+        InvalidRequest: reason ``EXCHANGE_CHAIN_TOO_LONG`` beyond ``MAX_EXCHANGE_DEPTH``.
+    """
+    prior = dict(subject_act) if isinstance(subject_act, Mapping) else None
+    if actor is None and may_impersonate:
+        return prior
+    if actor is None:
+        current: dict[str, Any] = {"sub": client_id}
+    else:
+        current = {"sub": str(actor.get("sub", ""))}
+        if actor.get("client_id"):
+            current["client_id"] = str(actor["client_id"])
+    if prior is not None:
+        current["act"] = prior
+    depth, link = 0, current.get("act")
+    while isinstance(link, Mapping):
+        depth += 1
+        link = link.get("act")
+    if depth >= MAX_EXCHANGE_DEPTH:
+        raise InvalidRequest(
+            f"at most {MAX_EXCHANGE_DEPTH} exchanges may be stacked on one token",
+            reason="EXCHANGE_CHAIN_TOO_LONG",
+        )
+    return current
 
 
 # -- the table as documentation --------------------------------------------------------------

@@ -32,6 +32,11 @@ class RevocationSets:
         if bucket.get(value, 0.0) < until:
             bucket[value] = until
 
+    def any_of(self, links: Sequence[tuple[str, str]]) -> bool:
+        """Whether any (kind, value) of ``links`` is revoked (a derived token's sources)."""
+        sets = self._sets
+        return any(value in sets[kind] for kind, value in links)
+
     def load(self, rows: Sequence[tuple[str, str, float]]) -> None:
         # ``add`` inlined: start-up loads every live revocation through here.
         sets = self._sets

@@ -41,10 +41,17 @@ RESERVED_CLAIMS = frozenset(
     {
         "iss", "sub", "aud", "client_id", "scope", "iat", "exp", "nbf", "jti", "sid",
         "token_use", "chitty_id", "server_id", "capabilities", "act", "fam", "auth_time",
-        "acr", "amr", "cnf", "azp", "typ", "kid", "may_act",
+        "acr", "amr", "cnf", "azp", "typ", "kid", "may_act", "src",
     }
 )  # fmt: skip
 MAX_EXTRA_CLAIMS_BYTES = 4096
+# A token issued by token exchange names the tokens it was derived from in this claim:
+# ``{"jti": [...], "sid": [...], "fam": [...], "client_id": [...]}``, the subject token's own
+# ids and those its own ``src`` named, so revoking any token, session, family or client up the
+# chain revokes it too.
+SOURCE_CLAIM = "src"
+# src member -> revocation kind (``RevocationSets``).
+SOURCE_KINDS = {"jti": "jti", "sid": "sid", "fam": "family", "client_id": "client"}
 
 
 class SigningKeyLike(Protocol):
@@ -107,7 +114,7 @@ class _Verified:
 
     __slots__ = (
         "active", "audiences", "claims", "client_id", "exp", "family", "jti", "not_before",
-        "scopes", "sid", "token_use",
+        "scopes", "sid", "sources", "token_use",
     )  # fmt: skip
 
     def __init__(self, claims: dict[str, Any]) -> None:
@@ -122,6 +129,8 @@ class _Verified:
         aud = claims.get("aud", ())
         self.audiences = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud)
         self.scopes = frozenset(str(claims.get("scope", "")).split())
+        # (revocation kind, id) of every token a derived token depends on; () for most tokens.
+        self.sources = source_links(claims)
         # The answer while the checks pass, built once (answers are immutable).
         self.active = Validation(True, "", claims, "access_token")
 
@@ -151,6 +160,35 @@ def _sign(claims: Mapping[str, Any], signer: SigningKeyLike) -> str:
     algorithm = _ALGORITHMS[signer.algorithm]
     signature = algorithm.sign(signing_input, algorithm.prepare_key(signer.key))
     return (signing_input + b"." + _b64url(signature)).decode("ascii")
+
+
+def source_links(claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(revocation kind, id) pairs of the ``src`` claim of a derived token; () without one."""
+    source = claims.get(SOURCE_CLAIM)
+    if not isinstance(source, Mapping):
+        return ()
+    links: list[tuple[str, str]] = []
+    for member, kind in SOURCE_KINDS.items():
+        values = source.get(member, ())
+        if isinstance(values, list):
+            links.extend((kind, str(value)) for value in values if value)
+    return tuple(links)
+
+
+def exchange_source(subject: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The ``src`` claim of a token derived from a token with claims ``subject``: its jti, sid,
+    fam and client_id, and every id its own ``src`` names (a chain dies with any link)."""
+    prior = subject.get(SOURCE_CLAIM)
+    prior = prior if isinstance(prior, Mapping) else {}
+    source: dict[str, list[str]] = {}
+    for member in SOURCE_KINDS:
+        inherited = prior.get(member, ())
+        values = [str(v) for v in inherited if v] if isinstance(inherited, list) else []
+        if subject.get(member):
+            values.append(str(subject[member]))
+        if values:
+            source[member] = list(dict.fromkeys(values))
+    return source
 
 
 def _inactive(reason: str, kind: str = "access_token") -> Validation:
@@ -199,12 +237,18 @@ class TokenService:
         extra_claims: Mapping[str, Any] | None = None,
         server_id: str = "",
         capabilities: Sequence[str] = (),
-        act: Mapping[str, str] | None = None,
+        act: Mapping[str, Any] | None = None,
         family_id: str = "",
+        source: Mapping[str, Sequence[str]] | None = None,
+        may_act: Mapping[str, str] | None = None,
     ) -> MintedToken:
         """Signs an access token; ``record`` stores it in a write transaction, where the
         caller audits it too. Minting needs no transaction: a caller that signs before
         opening one keeps the signature's work out of the time the write lock is held.
+
+        ``act`` (RFC 8693 §4.1, nested for a chain of actors), ``source`` (the ``src`` claim
+        of a token derived by exchange) and ``may_act`` (RFC 8693 §4.4) are set only here,
+        never through ``extra_claims``.
 
         Raises:
             InvalidRequest: an unknown token use, a bad lifetime, or extra claims that name a
@@ -248,6 +292,10 @@ class TokenService:
             claims["capabilities"] = list(capabilities)
         if act:
             claims["act"] = dict(act)
+        if source:
+            claims[SOURCE_CLAIM] = {member: list(ids) for member, ids in source.items()}
+        if may_act:
+            claims["may_act"] = dict(may_act)
         token = _sign(claims, signer)
         row = token_rows.TokenRow(
             jti=jti,
@@ -315,6 +363,7 @@ class TokenService:
             or (verified.sid and verified.sid in revoked.sid)
             or (verified.family and verified.family in revoked.family)
             or (verified.client_id and verified.client_id in revoked.client)
+            or (verified.sources and revoked.any_of(verified.sources))
         ):
             return _inactive("REVOKED")
         now = self.clock.now()

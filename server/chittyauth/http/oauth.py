@@ -462,7 +462,7 @@ class OAuthEndpoints:
         return _grant_reply(grant)
 
     async def _token_exchange(self, request: TokenRequest) -> TokenReply:
-        """RFC 8693 §2.1: a narrower token for another audience, optionally with an actor."""
+        """RFC 8693 §2.1, by the client's exchange policy (``OAuthFlows.token_exchange``)."""
         form = request.form
         client_id, secret = _id_and_secret(request.client)
         grant = await self._flows.token_exchange(
@@ -475,6 +475,7 @@ class OAuthEndpoints:
             form.every("audience", limit=MAX_PARAM_LENGTH, max_count=MAX_AUDIENCES),
             form.every("resource", limit=MAX_PARAM_LENGTH, max_count=MAX_RESOURCES),
             parse_scope(form.single("scope")),
+            requested_token_type=form.single("requested_token_type", limit=256),
             request_id=request.request_id,
         )
         return _grant_reply(grant)
@@ -609,7 +610,7 @@ def introspection_body(claims: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti"):
         if name in claims:
             body[name] = claims[name]
-    for name in ("token_use", "sid", "chitty_id"):
+    for name in ("token_use", "sid", "chitty_id", "act"):
         if claims.get(name):
             body[name] = claims[name]
     return body

@@ -244,7 +244,7 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
                 request.client_id, request.client_secret, exchange.subject_token,
                 exchange.subject_token_type, exchange.actor_token, exchange.actor_token_type,
                 exchange.audiences, request.resources, _scopes(request.scopes),
-                request_id=request_id,
+                requested_token_type=exchange.requested_token_type, request_id=request_id,
             )  # fmt: skip
         return auth_service_pb2.ExchangeResponse(
             access_token=grant.access.token,

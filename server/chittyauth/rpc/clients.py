@@ -72,6 +72,8 @@ def client_to_proto(record: ClientRecord) -> client_pb2.Client:
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
         metadata_document_uri=record.metadata_document_uri,
+        exchange_audiences=record.exchange_audiences,
+        exchange_may_impersonate=record.exchange_may_impersonate,
     )
 
 
@@ -92,6 +94,8 @@ def spec_from_proto(client: client_pb2.Client) -> ClientSpec:
         server_id=client.server_id,
         capabilities=tuple(client.capabilities),
         metadata_document_uri=client.metadata_document_uri,
+        exchange_audiences=tuple(client.exchange_audiences),
+        exchange_may_impersonate=client.exchange_may_impersonate,
     )
 
 

@@ -16,7 +16,8 @@ Conn = SqliteReader | SqliteTransaction
 _COLUMNS = (
     "client_id, display_name, kind, confidential, redirect_uris, allowed_scopes, grant_types,"
     " token_endpoint_auth_method, server_id, capabilities, metadata_document_uri, secret_hash,"
-    " secret_hint, source, create_time, update_time"
+    " secret_hint, source, create_time, update_time, exchange_audiences,"
+    " exchange_may_impersonate"
 )
 
 
@@ -46,6 +47,10 @@ class ClientRow:
     source: str
     create_time: float
     update_time: float
+    # Token exchange policy (RFC 8693): the audiences / resources the client may request, and
+    # whether it may impersonate (issue without an act claim) rather than only delegate.
+    exchange_audiences: tuple[str, ...] = ()
+    exchange_may_impersonate: bool = False
 
 
 def _from_row(row: aiosqlite.Row) -> ClientRow:
@@ -66,6 +71,8 @@ def _from_row(row: aiosqlite.Row) -> ClientRow:
         source=row["source"],
         create_time=row["create_time"],
         update_time=row["update_time"],
+        exchange_audiences=tuple(json.loads(row["exchange_audiences"])),
+        exchange_may_impersonate=bool(row["exchange_may_impersonate"]),
     )
 
 
@@ -87,13 +94,15 @@ def _values(row: ClientRow) -> tuple[Any, ...]:
         row.source,
         row.create_time,
         row.update_time,
+        json.dumps(list(row.exchange_audiences)),
+        int(row.exchange_may_impersonate),
     )
 
 
 async def insert_client(tx: SqliteTransaction, row: ClientRow) -> None:
     """Adds a client; the caller has checked that the id is free."""
     await tx.execute(
-        f"INSERT INTO oauth_clients ({_COLUMNS}) VALUES ({', '.join('?' * 16)})",  # noqa: S608
+        f"INSERT INTO oauth_clients ({_COLUMNS}) VALUES ({', '.join('?' * 18)})",  # noqa: S608
         _values(row),
     )
 
@@ -106,8 +115,9 @@ async def replace_client(tx: SqliteTransaction, row: ClientRow) -> None:
         " redirect_uris = ?, allowed_scopes = ?, grant_types = ?,"
         " token_endpoint_auth_method = ?, server_id = ?, capabilities = ?,"
         " metadata_document_uri = ?, secret_hash = ?, secret_hint = ?, source = ?,"
-        " update_time = ? WHERE client_id = ?",
-        (*values[1:14], row.update_time, row.client_id),
+        " update_time = ?, exchange_audiences = ?, exchange_may_impersonate = ?"
+        " WHERE client_id = ?",
+        (*values[1:14], row.update_time, *values[16:18], row.client_id),
     )
 
 

@@ -5,7 +5,9 @@ an unknown ``kid``, at most once per ``jwks_refetch_min_interval_s``). Claims ar
 pyjwt: ``iss``, ``aud``, ``exp``/``nbf`` (with leeway), header ``typ`` ``at+jwt`` (RFC 9068)
 and required scopes. Revocations are pushed to the verifier by following ``WatchRevocations``,
 so a revoked token (by jti, session or refresh family) is refused as soon as the event arrives,
-typically well within a second.
+typically well within a second. A token issued by token exchange (RFC 8693) names what it was
+derived from in its ``src`` claim (``{"jti": [...], "sid": [...], "fam": [...]}``); it is
+refused as soon as any of those is revoked.
 
 The verifier is only as current as its stream. When nothing (event or heartbeat) has been heard
 for ``max_stream_silence_s`` it *fails closed*: ``verify`` raises ``VerifierUnavailable``, or,
@@ -38,6 +40,9 @@ _REVOCATION_KINDS = {
     token_pb2.REVOCATION_KIND_REFRESH_FAMILY: "family",
     token_pb2.REVOCATION_KIND_API_KEY: "api_key",
 }
+
+# (revocation kind, claim): a token's own links, and the members of a derived token's ``src``.
+_LINKS = (("jti", "jti"), ("sid", "sid"), ("family", "fam"))
 
 
 class TokenRejected(Exception):
@@ -153,11 +158,21 @@ class LocalVerifier:
         return self._clock() - self._last_heard <= self.max_stream_silence_s
 
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        """Whether the token, its session or family, or (for a token issued by token exchange)
+        any token, session or family it was derived from (its ``src`` claim) is revoked."""
         now = time.time()
-        for kind, claim in (("jti", "jti"), ("sid", "sid"), ("family", "fam")):
+        for kind, claim in _LINKS:
             value = claims.get(claim)
             if value and self._revoked[kind].get(str(value), 0.0) > now:
                 return True
+        source = claims.get("src")
+        if isinstance(source, Mapping):
+            for kind, claim in _LINKS:
+                values = source.get(claim)
+                if isinstance(values, list) and any(
+                    self._revoked[kind].get(str(value), 0.0) > now for value in values
+                ):
+                    return True
         return False
 
     # -- verification ---------------------------------------------------------------------

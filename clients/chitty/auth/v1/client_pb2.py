@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hitty/auth/v1/client.proto\x12\x0e\x63hitty.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x03\n\x06\x43lient\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.chitty.auth.v1.ClientKind\x12\x14\n\x0c\x63onfidential\x18\x04 \x01(\x08\x12\x15\n\rredirect_uris\x18\x05 \x03(\t\x12\x16\n\x0e\x61llowed_scopes\x18\x06 \x03(\t\x12.\n\x0bgrant_types\x18\x07 \x03(\x0e\x32\x19.chitty.auth.v1.GrantType\x12K\n\x1atoken_endpoint_auth_method\x18\x08 \x01(\x0e\x32\'.chitty.auth.v1.TokenEndpointAuthMethod\x12\x11\n\tserver_id\x18\t \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12\x13\n\x0bsecret_hint\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15metadata_document_uri\x18\x0e \x01(\t*z\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43LIENT_KIND_LINKED_APP\x10\x01\x12\x1a\n\x16\x43LIENT_KIND_MCP_SERVER\x10\x02\x12\x17\n\x13\x43LIENT_KIND_SERVICE\x10\x03*\xd1\x01\n\x17TokenEndpointAuthMethod\x12*\n&TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED\x10\x00\x12\x32\n.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_BASIC\x10\x01\x12\x31\n-TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_POST\x10\x02\x12#\n\x1fTOKEN_ENDPOINT_AUTH_METHOD_NONE\x10\x03*\xaa\x01\n\tGrantType\x12\x1a\n\x16GRANT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1dGRANT_TYPE_AUTHORIZATION_CODE\x10\x01\x12\x1c\n\x18GRANT_TYPE_REFRESH_TOKEN\x10\x02\x12!\n\x1dGRANT_TYPE_CLIENT_CREDENTIALS\x10\x03\x12\x1d\n\x19GRANT_TYPE_TOKEN_EXCHANGE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hitty/auth/v1/client.proto\x12\x0e\x63hitty.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x04\n\x06\x43lient\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.chitty.auth.v1.ClientKind\x12\x14\n\x0c\x63onfidential\x18\x04 \x01(\x08\x12\x15\n\rredirect_uris\x18\x05 \x03(\t\x12\x16\n\x0e\x61llowed_scopes\x18\x06 \x03(\t\x12.\n\x0bgrant_types\x18\x07 \x03(\x0e\x32\x19.chitty.auth.v1.GrantType\x12K\n\x1atoken_endpoint_auth_method\x18\x08 \x01(\x0e\x32\'.chitty.auth.v1.TokenEndpointAuthMethod\x12\x11\n\tserver_id\x18\t \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12\x13\n\x0bsecret_hint\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15metadata_document_uri\x18\x0e \x01(\t\x12\x1a\n\x12\x65xchange_audiences\x18\x0f \x03(\t\x12 \n\x18\x65xchange_may_impersonate\x18\x10 \x01(\x08*z\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43LIENT_KIND_LINKED_APP\x10\x01\x12\x1a\n\x16\x43LIENT_KIND_MCP_SERVER\x10\x02\x12\x17\n\x13\x43LIENT_KIND_SERVICE\x10\x03*\xd1\x01\n\x17TokenEndpointAuthMethod\x12*\n&TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED\x10\x00\x12\x32\n.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_BASIC\x10\x01\x12\x31\n-TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_POST\x10\x02\x12#\n\x1fTOKEN_ENDPOINT_AUTH_METHOD_NONE\x10\x03*\xaa\x01\n\tGrantType\x12\x1a\n\x16GRANT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1dGRANT_TYPE_AUTHORIZATION_CODE\x10\x01\x12\x1c\n\x18GRANT_TYPE_REFRESH_TOKEN\x10\x02\x12!\n\x1dGRANT_TYPE_CLIENT_CREDENTIALS\x10\x03\x12\x1d\n\x19GRANT_TYPE_TOKEN_EXCHANGE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chitty.auth.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLIENTKIND']._serialized_start=559
-  _globals['_CLIENTKIND']._serialized_end=681
-  _globals['_TOKENENDPOINTAUTHMETHOD']._serialized_start=684
-  _globals['_TOKENENDPOINTAUTHMETHOD']._serialized_end=893
-  _globals['_GRANTTYPE']._serialized_start=896
-  _globals['_GRANTTYPE']._serialized_end=1066
+  _globals['_CLIENTKIND']._serialized_start=621
+  _globals['_CLIENTKIND']._serialized_end=743
+  _globals['_TOKENENDPOINTAUTHMETHOD']._serialized_start=746
+  _globals['_TOKENENDPOINTAUTHMETHOD']._serialized_end=955
+  _globals['_GRANTTYPE']._serialized_start=958
+  _globals['_GRANTTYPE']._serialized_end=1128
   _globals['_CLIENT']._serialized_start=81
-  _globals['_CLIENT']._serialized_end=557
+  _globals['_CLIENT']._serialized_end=619
 # @@protoc_insertion_point(module_scope)

@@ -46,7 +46,7 @@ GRANT_TYPE_CLIENT_CREDENTIALS: GrantType
 GRANT_TYPE_TOKEN_EXCHANGE: GrantType
 
 class Client(_message.Message):
-    __slots__ = ("client_id", "display_name", "kind", "confidential", "redirect_uris", "allowed_scopes", "grant_types", "token_endpoint_auth_method", "server_id", "capabilities", "secret_hint", "create_time", "update_time", "metadata_document_uri")
+    __slots__ = ("client_id", "display_name", "kind", "confidential", "redirect_uris", "allowed_scopes", "grant_types", "token_endpoint_auth_method", "server_id", "capabilities", "secret_hint", "create_time", "update_time", "metadata_document_uri", "exchange_audiences", "exchange_may_impersonate")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,8 @@ class Client(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     METADATA_DOCUMENT_URI_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_AUDIENCES_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_MAY_IMPERSONATE_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     display_name: str
     kind: ClientKind
@@ -75,4 +77,6 @@ class Client(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     metadata_document_uri: str
-    def __init__(self, client_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[ClientKind, str]] = ..., confidential: _Optional[bool] = ..., redirect_uris: _Optional[_Iterable[str]] = ..., allowed_scopes: _Optional[_Iterable[str]] = ..., grant_types: _Optional[_Iterable[_Union[GrantType, str]]] = ..., token_endpoint_auth_method: _Optional[_Union[TokenEndpointAuthMethod, str]] = ..., server_id: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., secret_hint: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata_document_uri: _Optional[str] = ...) -> None: ...
+    exchange_audiences: _containers.RepeatedScalarFieldContainer[str]
+    exchange_may_impersonate: bool
+    def __init__(self, client_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[ClientKind, str]] = ..., confidential: _Optional[bool] = ..., redirect_uris: _Optional[_Iterable[str]] = ..., allowed_scopes: _Optional[_Iterable[str]] = ..., grant_types: _Optional[_Iterable[_Union[GrantType, str]]] = ..., token_endpoint_auth_method: _Optional[_Union[TokenEndpointAuthMethod, str]] = ..., server_id: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., secret_hint: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata_document_uri: _Optional[str] = ..., exchange_audiences: _Optional[_Iterable[str]] = ..., exchange_may_impersonate: _Optional[bool] = ...) -> None: ...
