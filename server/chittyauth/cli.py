@@ -210,7 +210,12 @@ def _mcp(args: argparse.Namespace) -> int:
     # stdout carries the MCP protocol in stdio mode: logs go to stderr only.
     logging.basicConfig(level=args.log_level or "WARNING", stream=sys.stderr)
     try:
-        settings = AgentSettings.from_env()
+        # Over HTTP the agent acts as each caller and reads no credentials of its own.
+        settings = (
+            AgentSettings.http_from_env(args.host, args.port)
+            if args.http
+            else AgentSettings.from_env()
+        )
     except AgentConfigError as exc:
         print(f"chittyauth: {exc}", file=sys.stderr)
         return EXIT_USAGE

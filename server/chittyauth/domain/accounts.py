@@ -8,6 +8,8 @@ work (an unknown email hashes against a dummy) and the same failure delay, which
 each consecutive failure for that email (known or not). After
 ``login_failures_before_lockout`` consecutive failures an account is locked for ``lockout_s``
 (audited ``auth.locked``); while locked even the right password is refused, the same way.
+Failures are counted in the account row by one atomic increment, and the lock is decided on the
+count that increment returns, so concurrent wrong guesses each count.
 """
 
 from __future__ import annotations
@@ -47,12 +49,12 @@ from chittyauth.domain.portal import (
     person_scopes,
 )
 from chittyauth.domain.ratelimit import RateLimiter
-from chittyauth.domain.tokens import TokenService
+from chittyauth.domain.tokens import IssuedToken, TokenService
 from chittyauth.store import accounts as repo
 from chittyauth.store.accounts import AccountRow
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sessions import DeviceInfo
-from chittyauth.store.sqlite import SqliteStore
+from chittyauth.store.sqlite import SqliteStore, SqliteTransaction
 
 log = logging.getLogger(__name__)
 
@@ -249,56 +251,68 @@ class AccountLogins:
         now = self._clock.now()
         locked = account is not None and account.locked_until > now
         if account is None or not matches or locked:
-            await self._refuse(key, account, locked=locked, request_id=request_id)
-        assert account is not None  # _refuse always raises
-        self._failures.pop(key, None)
-        async with self._store.transaction() as tx:
-            if account.failed_logins or account.locked_until:
-                await repo.set_login_failures(tx, account.chitty_id, 0, 0.0, tx.now)
-            issued, session_id = await issue_person_token(
-                tx,
-                self._tokens,
-                self._sessions,
-                chitty_id=account.chitty_id,
-                token_use="user",
-                client_id=PASSWORD_CLIENT_ID,
-                scopes=granted,
-                audience=audience,
-                device=device,
-                grant="password",
-                request_id=request_id,
+            await self._refuse(
+                key, account, wrong_password=not matches, locked=locked, request_id=request_id
             )
+        assert account is not None  # _refuse always raises
+        issued = None
+        async with self._store.transaction() as tx:
+            # Checked again in the write: concurrent failures may have locked it meanwhile.
+            if await repo.clear_login_failures(tx, account.chitty_id, tx.now):
+                issued, session_id = await self._issue(
+                    tx, account, granted, audience, device, request_id
+                )
+        if issued is None:
+            await self._refuse(
+                key, account, wrong_password=False, locked=True, request_id=request_id
+            )
+        assert issued is not None
+        self._failures.pop(key, None)
         return PersonLogin(issued, account.chitty_id, session_id)
 
+    async def _issue(
+        self,
+        tx: SqliteTransaction,
+        account: AccountRow,
+        granted: Sequence[str],
+        audience: Sequence[str],
+        device: DeviceInfo | None,
+        request_id: str,
+    ) -> tuple[IssuedToken, str]:
+        return await issue_person_token(
+            tx,
+            self._tokens,
+            self._sessions,
+            chitty_id=account.chitty_id,
+            token_use="user",
+            client_id=PASSWORD_CLIENT_ID,
+            scopes=granted,
+            audience=audience,
+            device=device,
+            grant="password",
+            request_id=request_id,
+        )
+
     async def _refuse(
-        self, key: str, account: AccountRow | None, *, locked: bool, request_id: str
+        self,
+        key: str,
+        account: AccountRow | None,
+        *,
+        wrong_password: bool,
+        locked: bool,
+        request_id: str,
     ) -> None:
         earlier = self._failures.pop(key, 0)
         self._failures[key] = earlier + 1
         while len(self._failures) > _MAX_TRACKED_EMAILS:
             self._failures.popitem(last=False)
-        reason = "ACCOUNT_LOCKED" if locked else "INVALID_CREDENTIALS"
         subject = account.chitty_id if account is not None else "unknown"
         async with self._store.transaction() as tx:
-            if account is not None and not locked:
-                failures = account.failed_logins + 1
-                threshold = self._limits.login_failures_before_lockout
-                lock_until = 0.0
-                if threshold > 0 and failures >= threshold:
-                    lock_until = tx.now + self._limits.lockout_s
-                    failures = 0
-                    await tx.audit(
-                        AuditRecord(
-                            actor=subject,
-                            subject=subject,
-                            action="auth.locked",
-                            outcome="success",
-                            resource=subject,
-                            request_id=request_id,
-                            attributes={"lockout_s": str(self._limits.lockout_s)},
-                        )
-                    )
-                await repo.set_login_failures(tx, account.chitty_id, failures, lock_until, tx.now)
+            if account is not None and wrong_password:
+                # Every wrong password counts, during a lock too; the right one while
+                # locked is refused but is no guess.
+                locked = await self._count_failure(tx, account.chitty_id, request_id) or locked
+            reason = "ACCOUNT_LOCKED" if locked else "INVALID_CREDENTIALS"
             await tx.audit(
                 AuditRecord(
                     actor=subject,
@@ -316,6 +330,38 @@ class AccountLogins:
         if delay > 0:
             await asyncio.sleep(delay)
         raise Unauthenticated(_LOGIN_REFUSAL, reason="INVALID_CREDENTIALS")
+
+    async def _count_failure(self, tx: SqliteTransaction, chitty_id: str, request_id: str) -> bool:
+        """Counts a wrong password in the row and locks once the count reaches the threshold.
+
+        The decision uses the count the increment returned, never one read before the
+        (slow) password check, so concurrent wrong guesses each count.
+
+        Returns:
+            Whether the account was locked already when this failure was counted.
+        """
+        failures, locked_until = await repo.count_login_failure(tx, chitty_id, tx.now)
+        if locked_until > tx.now:
+            return True
+        threshold = self._limits.login_failures_before_lockout
+        if threshold <= 0 or failures < threshold:
+            return False
+        if await repo.lock_account(tx, chitty_id, tx.now + self._limits.lockout_s, tx.now):
+            await tx.audit(
+                AuditRecord(
+                    actor=chitty_id,
+                    subject=chitty_id,
+                    action="auth.locked",
+                    outcome="success",
+                    resource=chitty_id,
+                    request_id=request_id,
+                    attributes={
+                        "lockout_s": str(self._limits.lockout_s),
+                        "failed_logins": str(failures),
+                    },
+                )
+            )
+        return False
 
 
 def _taken() -> AlreadyExists:

@@ -18,6 +18,8 @@ single indexed query over the grantee's live grants and is not audited (it chang
 from __future__ import annotations
 
 import re
+import unicodedata
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,7 +76,8 @@ def check_permission_name(permission: str, field: str = "permission") -> str:
 
 
 def check_resource(resource: str) -> str:
-    """'' / ``*`` (every resource), ``prefix/*`` or an exact name without wildcards."""
+    """'' / ``*`` (every resource), ``prefix/*`` or an exact name without wildcards, in
+    canonical form (``canonical_resource_problem``)."""
     if resource in ("", "*"):
         return ""
     if len(resource) > MAX_RESOURCE_CHARS:
@@ -85,7 +88,62 @@ def check_resource(resource: str) -> str:
             "resource must be printable, without spaces, and `*` only as a trailing `/*`",
             reason="INVALID_RESOURCE",
         )
+    problem = canonical_resource_problem(body)
+    if problem:
+        raise InvalidRequest(f"resource is not canonical: {problem}", reason="INVALID_RESOURCE")
     return resource
+
+
+# A resource is matched by prefix, so `projects/a/*` would
+# cover `projects/a/../b`, which a resource server may well resolve to `projects/b`.
+_DOT_SEGMENTS = frozenset({".", ".."})
+# Characters an escape must not spell: separators, dots, and `%` itself (double encoding).
+_ESCAPED_FORBIDDEN = frozenset(b"/.\\%")
+_ESCAPE = re.compile(r"%(?P<hex>[0-9A-Fa-f]{2})?")
+# What NFKC folding must not add (fullwidth solidus, one- and two-dot leaders, ...).
+_FOLDED = ("/", "\\", ".", "%")
+
+
+def canonical_resource_problem(resource: str) -> str:
+    """Why ``resource`` (without its trailing ``/*``) is not canonical; '' when it is.
+
+    Refused: a backslash (a separator elsewhere); an empty segment (``a//b``, a leading or
+    trailing ``/``); a ``.`` or ``..`` segment; a ``%`` not followed by two hex digits; an
+    escape of ``/``, ``.``, ``\\`` or ``%``; escapes that are not valid UTF-8 (overlong forms
+    of those characters); characters that compatibility folding (NFKC) turns into them.
+    """
+    if "\\" in resource:
+        return "a backslash is not allowed"
+    segments = resource.split("/")
+    if any(not segment for segment in segments):
+        return "empty path segment"
+    if any(segment in _DOT_SEGMENTS for segment in segments):
+        return "`.` or `..` path segment"
+    return _escape_problem(resource) or _folding_problem(resource)
+
+
+def _escape_problem(resource: str) -> str:
+    if "%" not in resource:
+        return ""
+    for match in _ESCAPE.finditer(resource):
+        if match.group("hex") is None:
+            return "`%` must start a two-digit escape"
+        if int(match.group("hex"), 16) in _ESCAPED_FORBIDDEN:
+            return "percent-encoded separator, dot or percent sign"
+    try:
+        urllib.parse.unquote_to_bytes(resource).decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return "percent-encoding that is not valid UTF-8"
+    return ""
+
+
+def _folding_problem(resource: str) -> str:
+    if resource.isascii():
+        return ""
+    folded = unicodedata.normalize("NFKC", resource)
+    if any(folded.count(c) != resource.count(c) for c in _FOLDED):
+        return "a character that folds into a separator, dot or percent sign"
+    return ""
 
 
 def _check_chitty_id(chitty_id: str, field: str) -> str:

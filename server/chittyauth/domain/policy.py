@@ -527,6 +527,45 @@ def exchange_act(
     return current
 
 
+# -- MCP agent -------------------------------------------------------------------------------
+
+
+class McpTransport(StrEnum):
+    """How the MCP agent (``chittyauth mcp``) is reached."""
+
+    # Launched by its operator (a desktop host): the pipe is the operator's own.
+    STDIO = "stdio"
+    # Streamable HTTP: anyone who can reach the port.
+    HTTP = "http"
+
+
+class McpAuthority(StrEnum):
+    """Whose authority a tool call of the agent carries to ChittyAuth."""
+
+    # The agent's own client credentials, configured by the operator who launched it.
+    OPERATOR = "operator"
+    # The caller's bearer token, forwarded as the call credential.
+    CALLER = "caller"
+
+
+# The agent's HTTP endpoint admits any active token whose audience is the agent's resource URL;
+# no scope is needed to reach it, because each tool's RPC is then admitted by its own row above,
+# as the caller.
+MCP_HTTP_SCOPES: tuple[str, ...] = ()
+
+
+def mcp_tool_authority(transport: McpTransport, caller_token: str) -> McpAuthority | None:
+    """Whose authority a tool call carries; None refuses the call.
+
+    Over stdio the operator's (the process and its credentials are theirs). Over HTTP only the
+    caller's, and never the agent's own: a caller without a token is refused, so a tool can
+    never lend the operator's (often admin) credentials to whoever reaches the port.
+    """
+    if transport is McpTransport.STDIO:
+        return McpAuthority.OPERATOR
+    return McpAuthority.CALLER if caller_token else None
+
+
 # -- the table as documentation --------------------------------------------------------------
 
 

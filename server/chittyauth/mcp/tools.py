@@ -1,8 +1,10 @@
 """The 11 historical ChittyAuth MCP tools, each one or two ChittyAuth RPCs.
 
-A handler takes the validated arguments and returns the structured result. Calls go through
-the hand-written ``AsyncAuthClient`` as the agent; a refusal by the service is the client's
-``ChittyAuthError``, and input the service cannot take is refused here as a ``ServiceRefusal``.
+A handler takes the call (the ``AsyncAuthClient`` to act with, and who the caller is) and the
+validated arguments, and returns the structured result. The client carries the operator's
+credentials over stdio and the caller's token over HTTP (``policy.mcp_tool_authority``); a
+refusal by the service is the client's ``ChittyAuthError``, and input the service cannot take
+is refused here as a ``ServiceRefusal``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ _TOKEN_TYPES = {
     "linked_app": token_pb2.TOKEN_USE_LINKED_APP,
 }
 # PKCE verifiers of the authorizations this agent made, so exchange_oauth_tokens can take the
-# historical arguments (code, client id, secret); bounded, and dropped when the code expires.
+# historical arguments (code, client id, secret); bounded, dropped when the code expires, and
+# kept per caller, so one caller's code is never completed with a verifier made for another.
 MAX_PENDING_CODES = 1000
 
 Args = Mapping[str, Any]
@@ -87,6 +90,15 @@ def claims_dict(claims: token_pb2.TokenClaims) -> Result:
     return json_format.MessageToDict(claims, preserving_proto_field_name=True)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One tool call: the client to act with and the caller ('' for the operator, over stdio;
+    over HTTP the verified token's issuer, client and subject)."""
+
+    client: AsyncAuthClient
+    caller: str = ""
+
+
 @dataclass
 class _PendingCode:
     client_id: str
@@ -96,12 +108,11 @@ class _PendingCode:
 
 
 class Tools:
-    """The tool handlers over one client that authenticates as the agent."""
+    """The tool handlers; each call names the client it acts with."""
 
-    def __init__(self, client: AsyncAuthClient) -> None:
-        self._client = client
+    def __init__(self) -> None:
         self._pending: dict[str, _PendingCode] = {}
-        self.handlers: dict[str, Callable[[Args], Awaitable[Result]]] = {
+        self.handlers: dict[str, Callable[[Call, Args], Awaitable[Result]]] = {
             "generate_api_key": self.generate_api_key,
             "validate_api_key": self.validate_api_key,
             "check_permission": self.check_permission,
@@ -118,8 +129,8 @@ class Tools:
 
     # -- API keys ------------------------------------------------------------------------
 
-    async def generate_api_key(self, args: Args) -> Result:
-        """ApiKeyService.CreateApiKey, as the agent."""
+    async def generate_api_key(self, call: Call, args: Args) -> Result:
+        """ApiKeyService.CreateApiKey."""
         request = api_key_service_pb2.CreateApiKeyRequest(
             chitty_id=args["chitty_id"],
             display_name=args.get("name", ""),
@@ -127,7 +138,7 @@ class Tools:
         )
         if "expires_at" in args:
             request.expire_time.CopyFrom(parse_time(args["expires_at"], "expires_at"))
-        reply = await self._client.create_api_key(request)
+        reply = await call.client.create_api_key(request)
         key = reply.api_key
         return {
             "key_id": key.key_id,
@@ -139,9 +150,9 @@ class Tools:
             "expires_at": rfc3339(key.expire_time),
         }
 
-    async def validate_api_key(self, args: Args) -> Result:
+    async def validate_api_key(self, call: Call, args: Args) -> Result:
         """AuthService.Validate; only an API key counts as valid."""
-        reply = await self._validate(args["api_key"])
+        reply = await self._validate(call, args["api_key"])
         if reply.active and reply.credential_kind != token_pb2.CREDENTIAL_KIND_API_KEY:
             return {"valid": False, "reason": "NOT_AN_API_KEY"}
         if not reply.active:
@@ -157,9 +168,9 @@ class Tools:
 
     # -- permissions ---------------------------------------------------------------------
 
-    async def check_permission(self, args: Args) -> Result:
-        """PermissionService.CheckPermission, as the agent."""
-        reply = await self._client.check_permission(
+    async def check_permission(self, call: Call, args: Args) -> Result:
+        """PermissionService.CheckPermission."""
+        reply = await call.client.check_permission(
             permission_service_pb2.CheckPermissionRequest(
                 chitty_id=args["chitty_id"],
                 permission=args["permission"],
@@ -174,8 +185,8 @@ class Tools:
             "grant_id": reply.grant.grant_id if reply.allowed else None,
         }
 
-    async def grant_authorization(self, args: Args) -> Result:
-        """PermissionService.GrantPermission, as the agent on the grantor's behalf."""
+    async def grant_authorization(self, call: Call, args: Args) -> Result:
+        """PermissionService.GrantPermission (naming another grantor needs admin)."""
         request = permission_service_pb2.GrantPermissionRequest(
             grantor_chitty_id=args["grantor_chitty_id"],
             grantee_chitty_id=args["grantee_chitty_id"],
@@ -184,7 +195,7 @@ class Tools:
         )
         if "expires_at" in args:
             request.expire_time.CopyFrom(parse_time(args["expires_at"], "expires_at"))
-        reply = await self._client.grant_permission(request)
+        reply = await call.client.grant_permission(request)
         grant = reply.grant
         return {
             "authorization_id": grant.grant_id,
@@ -198,8 +209,8 @@ class Tools:
 
     # -- tokens --------------------------------------------------------------------------
 
-    async def generate_jwt(self, args: Args) -> Result:
-        """AuthService.IssueToken for a ChittyID, as the agent (admin or ``tokens:issue``)."""
+    async def generate_jwt(self, call: Call, args: Args) -> Result:
+        """AuthService.IssueToken for a ChittyID (admin or ``tokens:issue``)."""
         extra = args.get("claims") or {}
         reserved = sorted(set(extra) & RESERVED_CLAIMS)
         if reserved:
@@ -215,7 +226,7 @@ class Tools:
             claims = struct_pb2.Struct()
             claims.update(extra)
             request.extra_claims.CopyFrom(claims)
-        reply = await self._client.issue_token(request)
+        reply = await call.client.issue_token(request)
         return {
             "token": reply.access_token,
             "type": reply.token_type or "Bearer",
@@ -225,9 +236,9 @@ class Tools:
             "expires_at": rfc3339(reply.expire_time),
         }
 
-    async def validate_jwt(self, args: Args) -> Result:
+    async def validate_jwt(self, call: Call, args: Args) -> Result:
         """AuthService.Validate of an access token, returning its claims."""
-        reply = await self._validate(args["token"], audience=args.get("audience", ""))
+        reply = await self._validate(call, args["token"], audience=args.get("audience", ""))
         if reply.active and reply.credential_kind != token_pb2.CREDENTIAL_KIND_ACCESS_TOKEN:
             return {"valid": False, "reason": "NOT_A_JWT"}
         if not reply.active:
@@ -241,10 +252,10 @@ class Tools:
             "claims": claims_dict(claims),
         }
 
-    async def validate_mcp_token(self, args: Args) -> Result:
+    async def validate_mcp_token(self, call: Call, args: Args) -> Result:
         """AuthService.Validate with a token_use filter."""
         token_type = args["token_type"]
-        reply = await self._validate(args["token"], token_use=_TOKEN_TYPES[token_type])
+        reply = await self._validate(call, args["token"], token_use=_TOKEN_TYPES[token_type])
         if not reply.active:
             return {"valid": False, "reason": _inactive(reply), "token_type": token_type}
         claims = reply.claims
@@ -260,9 +271,9 @@ class Tools:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def list_sessions(self, args: Args) -> Result:
-        """SyncService.ListSessions, as the agent."""
-        reply = await self._client.list_sessions(
+    async def list_sessions(self, call: Call, args: Args) -> Result:
+        """SyncService.ListSessions (the caller's own when no ChittyID is named)."""
+        reply = await call.client.list_sessions(
             sync_service_pb2.ListSessionsRequest(
                 chitty_id=args.get("chitty_id", ""),
                 include_ended=args.get("include_ended", False),
@@ -277,9 +288,9 @@ class Tools:
 
     # -- portal and linked apps ----------------------------------------------------------
 
-    async def mcp_portal_authenticate(self, args: Args) -> Result:
+    async def mcp_portal_authenticate(self, call: Call, args: Args) -> Result:
         """AuthService.Authenticate with a Cloudflare Access assertion."""
-        reply = await self._client.authenticate(
+        reply = await call.client.authenticate(
             auth_service_pb2.AuthenticateRequest(
                 portal=auth_service_pb2.PortalCredential(
                     assertion=args["cf_access_jwt"], email=args.get("cf_access_email", "")
@@ -295,11 +306,11 @@ class Tools:
             "expires_at": rfc3339(reply.expire_time),
         }
 
-    async def create_linked_app_oauth(self, args: Args) -> Result:
+    async def create_linked_app_oauth(self, call: Call, args: Args) -> Result:
         """AuthService.Authorize as the person (their token), with PKCE made by the agent."""
         user_token = args["user_token"]
         if "chitty_id" in args:
-            user = await self._validate(user_token)
+            user = await self._validate(call, user_token)
             if not user.active or user.claims.chitty_id != args["chitty_id"]:
                 raise ServiceRefusal(
                     "PERMISSION_DENIED",
@@ -311,7 +322,7 @@ class Tools:
         # Authorize approves for the caller, so this call carries the person's token (on the
         # agent's channel, which the agent's client keeps owning), not the agent's.
         as_person = AsyncAuthClient(
-            channel=self._client.channel, credentials=StaticToken(user_token)
+            channel=call.client.channel, credentials=StaticToken(user_token)
         )
         reply = await as_person.authorize(
             auth_service_pb2.AuthorizeRequest(
@@ -324,7 +335,9 @@ class Tools:
                 code_challenge_method="S256",
             )
         )
-        self._remember(reply.code, args["app_id"], args["redirect_uri"], verifier, reply)
+        self._remember(
+            call.caller, reply.code, args["app_id"], args["redirect_uri"], verifier, reply
+        )
         return {
             "authorized": True,
             "authorization_code": reply.code,
@@ -335,7 +348,7 @@ class Tools:
             "expires_in": _remaining(reply.expire_time),
         }
 
-    async def exchange_oauth_tokens(self, args: Args) -> Result:
+    async def exchange_oauth_tokens(self, call: Call, args: Args) -> Result:
         """AuthService.Exchange: authorization_code or refresh_token, as the linked app."""
         request = auth_service_pb2.ExchangeRequest(
             client_id=args["client_id"],
@@ -346,7 +359,7 @@ class Tools:
             code = args.get("authorization_code")
             if not code:
                 raise invalid("authorization_code is required for this grant", "MISSING_CODE")
-            pending = self._recall(code)
+            pending = self._recall(call.caller, code)
             if pending is not None and pending.client_id != args["client_id"]:
                 pending = None
             redirect_uri = args.get("redirect_uri") or (pending.redirect_uri if pending else "")
@@ -363,7 +376,7 @@ class Tools:
             request.refresh_token.CopyFrom(
                 auth_service_pb2.RefreshTokenGrant(refresh_token=refresh)
             )
-        reply = await self._client.exchange(request)
+        reply = await call.client.exchange(request)
         return {
             "access_token": reply.access_token,
             "refresh_token": reply.refresh_token or None,
@@ -375,9 +388,9 @@ class Tools:
     # -- helpers -------------------------------------------------------------------------
 
     async def _validate(
-        self, token: str, *, audience: str = "", token_use: int = 0
+        self, call: Call, token: str, *, audience: str = "", token_use: int = 0
     ) -> auth_service_pb2.ValidateResponse:
-        return await self._client.validate(
+        return await call.client.validate(
             auth_service_pb2.ValidateRequest(
                 token=token,
                 audience=audience,
@@ -387,6 +400,7 @@ class Tools:
 
     def _remember(
         self,
+        caller: str,
         code: str,
         client_id: str,
         redirect_uri: str,
@@ -397,17 +411,17 @@ class Tools:
         self._pending = {k: v for k, v in self._pending.items() if v.expires_at > now}
         if len(self._pending) >= MAX_PENDING_CODES:
             self._pending.pop(next(iter(self._pending)))
-        self._pending[_code_key(code)] = _PendingCode(
+        self._pending[_code_key(caller, code)] = _PendingCode(
             client_id, redirect_uri, verifier, reply.expire_time.ToSeconds()
         )
 
-    def _recall(self, code: str) -> _PendingCode | None:
-        return self._pending.pop(_code_key(code), None)
+    def _recall(self, caller: str, code: str) -> _PendingCode | None:
+        return self._pending.pop(_code_key(caller, code), None)
 
 
-def _code_key(code: str) -> str:
+def _code_key(caller: str, code: str) -> str:
     # Keyed by hash so the agent's memory never holds a usable code.
-    return hashlib.sha256(code.encode()).hexdigest()
+    return hashlib.sha256(f"{caller}\x00{code}".encode()).hexdigest()
 
 
 def _inactive(reply: auth_service_pb2.ValidateResponse) -> str:

@@ -97,12 +97,46 @@ async def insert_account(
     return cursor.rowcount == 1
 
 
-async def set_login_failures(
-    tx: SqliteTransaction, chitty_id: str, failed_logins: int, locked_until: float, now: float
-) -> None:
-    """Records the consecutive-failure count and lock (0 failures and 0 = unlocked)."""
-    await tx.execute(
-        "UPDATE accounts SET failed_logins = ?, locked_until = ?, update_time = ?"
-        " WHERE chitty_id = ?",
-        (failed_logins, locked_until, now, chitty_id),
+async def count_login_failure(
+    tx: SqliteTransaction, chitty_id: str, now: float
+) -> tuple[int, float]:
+    """Adds one failure to the account's count, in the row itself, and returns
+    ``(failed_logins, locked_until)`` as they are after it.
+
+    The increment is one statement, so concurrent failures each count (a count read earlier
+    and written back would lose them). A lock that has run out starts a fresh count.
+    """
+    # fetchall, not fetchone: the statement runs to its end and is finished at once.
+    rows = await tx.fetchall(
+        "UPDATE accounts SET"
+        " failed_logins = CASE WHEN locked_until > 0 AND locked_until <= ?1 THEN 1"
+        "   ELSE failed_logins + 1 END,"
+        " locked_until = CASE WHEN locked_until > 0 AND locked_until <= ?1 THEN 0"
+        "   ELSE locked_until END,"
+        " update_time = ?1"
+        " WHERE chitty_id = ?2 RETURNING failed_logins, locked_until",
+        (now, chitty_id),
     )
+    if not rows:
+        return 0, 0.0
+    return int(rows[0]["failed_logins"]), float(rows[0]["locked_until"])
+
+
+async def lock_account(tx: SqliteTransaction, chitty_id: str, until: float, now: float) -> bool:
+    """Locks the account until ``until`` unless it is locked already; True when this call did."""
+    cursor = await tx.execute(
+        "UPDATE accounts SET locked_until = ?, update_time = ?"
+        " WHERE chitty_id = ? AND locked_until <= ?",
+        (until, now, chitty_id, now),
+    )
+    return cursor.rowcount == 1
+
+
+async def clear_login_failures(tx: SqliteTransaction, chitty_id: str, now: float) -> bool:
+    """Resets the count after a good password, unless the account is locked (False then)."""
+    cursor = await tx.execute(
+        "UPDATE accounts SET failed_logins = 0, locked_until = 0, update_time = ?"
+        " WHERE chitty_id = ? AND locked_until <= ?",
+        (now, chitty_id, now),
+    )
+    return cursor.rowcount == 1
