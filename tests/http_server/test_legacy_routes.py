@@ -19,6 +19,7 @@ from chittyauth.config import Config
 from tests.conftest import running_server, token_minter
 from tests.http_server.conftest import audit_events, base_url, register_client
 from tests.identity_flows.conftest import identity_config
+from tests.support.consent import record_consent
 from tests.support.devauthority import DevAuthority
 
 Mint = Callable[..., Awaitable[str]]
@@ -203,6 +204,12 @@ async def test_mcp_server_authenticate_and_validate(
     person = await mint_person(dev_authority)
     auth_url = f"{url}/v1/mcp/authenticate"
     request = {"server_id": "chittychat", "chitty_id": person, "capabilities": ["tools"]}
+    # Naming a ChittyID grants nothing: the person must have consented to the server first.
+    status, body = await call(
+        http, "POST", auth_url, headers=basic(client.client_id, client.client_secret), json=request
+    )
+    assert (status, body["success"], body["reason"]) == (403, False, "CONSENT_REQUIRED")
+    await record_consent(legacy_server, person, client.client_id, ["mcp:read"])
     status, body = await call(
         http, "POST", auth_url, headers=basic(client.client_id, client.client_secret), json=request
     )

@@ -475,7 +475,11 @@ async def test_authorization_code_and_refresh_at_the_token_endpoint(
     )
     person = "AB-C-PEO-1234-P-56-H-7"
     user = await token_for(
-        subject=person, chitty_id=person, token_use="portal", scopes=(), session_id="ses_1"
+        subject=person,
+        chitty_id=person,
+        token_use="portal",
+        scopes=("mcp:read",),
+        session_id="ses_1",
     )
     verifier = secrets.token_urlsafe(48)
     challenge = (

@@ -21,6 +21,7 @@ from chittyauth.clock import FakeClock
 from chittyauth.config import Config
 from tests.identity_flows.conftest import identity_config
 from tests.identity_flows.helpers import details
+from tests.support.consent import record_consent
 from tests.support.devauthority import DevAuthority
 
 Mint = Callable[..., Awaitable[str]]
@@ -57,11 +58,13 @@ def mcp_request(
 
 
 async def test_mcp_server_token_round_trip(
-    id_channel: aio.Channel, dev_authority: DevAuthority, mint_token: Mint
+    id_server: Server, id_channel: aio.Channel, dev_authority: DevAuthority, mint_token: Mint
 ) -> None:
     stub = auth_service_pb2_grpc.AuthServiceStub(id_channel)
     client_id, secret = await mcp_client(id_channel, await mint_token())
     person = (await dev_authority.request("POST", "/v1/mint", json={"entity": "PEO"}))["chittyId"]
+    # The server acts for the person only after they consented to it.
+    await record_consent(id_server, person, client_id, ["mcp:read"])
 
     issued = await stub.Authenticate(mcp_request(client_id, secret, "tools", chitty_id=person))
     assert issued.token_use == token_pb2.TOKEN_USE_MCP_SERVER
@@ -73,6 +76,7 @@ async def test_mcp_server_token_round_trip(
     assert validated.active
     assert validated.claims.sub == client_id
     assert validated.claims.chitty_id == person
+    assert validated.claims.act.sub == client_id
     assert validated.claims.server_id == "chittychat"
     assert list(validated.claims.capabilities) == ["tools"]
     as_portal = await stub.Validate(

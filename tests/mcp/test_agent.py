@@ -200,7 +200,7 @@ async def test_linked_app_oauth(
             chitty_id=USER,
             client_id="chittyauth-portal",
             token_use="portal",
-            scopes=(),
+            scopes=("mcp:read",),
             session_id="ses_mcp",
         )
         ok, grant = await call(

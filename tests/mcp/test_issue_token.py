@@ -17,6 +17,7 @@ from chittyauth.app import Server
 from chittyauth.config import Config
 from tests.identity_flows.conftest import identity_config
 from tests.identity_flows.helpers import details
+from tests.support.consent import record_consent
 from tests.support.devauthority import DevAuthority
 
 Mint = Callable[..., Awaitable[str]]
@@ -115,6 +116,13 @@ async def test_issue_token_refusals(
         grpc.StatusCode.PERMISSION_DENIED,
     )
     assert reason == "SCOPE_NOT_HELD"
+    # Naming a ChittyID grants nothing: the person must have consented to the issuing client.
+    reason = await refused(
+        auth.IssueToken(request(scopes=["documents:read"]), metadata=meta(issuer)),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert reason == "CONSENT_REQUIRED"
+    await record_consent(server, chitty_id, "test-client", ["documents:read"])
     ok = await auth.IssueToken(request(scopes=["documents:read"]), metadata=meta(issuer))
     assert ok.access_token
 
@@ -157,4 +165,5 @@ async def test_issue_token_refusals(
     assert {e[3]["reason"] for e in failures} >= {
         "INSUFFICIENT_SCOPE", "SCOPE_NOT_HELD", "RESERVED_CLAIM", "INVALID_TTL",
         "TOKEN_USE_NOT_ISSUABLE", "INVALID_CHITTY_ID", "AUTHORITY_UNAVAILABLE",
+        "CONSENT_REQUIRED",
     }  # fmt: skip

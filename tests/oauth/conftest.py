@@ -20,6 +20,8 @@ from tests.conftest import bearer, running_server, token_minter
 
 USER = "AB-C-PEO-1234-P-56-H-7"
 REDIRECT = "https://app.example/callback"
+# What a portal login grants by default; the person's token passes on only scopes it holds.
+PORTAL_SCOPES = ("mcp:read", "mcp:write", "chittyos:services", "cross_sync")
 
 
 @dataclass
@@ -110,7 +112,7 @@ async def admin(mint: Callable[..., Awaitable[str]]) -> str:
 async def user_token(mint: Callable[..., Awaitable[str]]) -> str:
     return await mint(
         subject=USER, chitty_id=USER, client_id="chittyauth-portal", token_use="portal",
-        scopes=(), session_id="ses_test",
+        scopes=PORTAL_SCOPES, session_id="ses_test",
     )  # fmt: skip
 
 

@@ -106,6 +106,14 @@ class PermissionDenied(DomainError):
     http_status = 403
 
 
+class ScopeNotGrantable(PermissionDenied):
+    """A consent or delegation asks for a scope its grantor may not pass on (RFC 6749 §4.1.2.1
+    ``invalid_scope`` on the redirect; PERMISSION_DENIED on gRPC)."""
+
+    oauth_error = "invalid_scope"
+    reason = "SCOPE_NOT_HELD"
+
+
 class NotFound(DomainError):
     """The named thing does not exist (or its existence is private)."""
 

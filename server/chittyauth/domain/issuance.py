@@ -1,10 +1,13 @@
 """IssueToken: an access token for a ChittyID, issued by an admin or a `tokens:issue` client.
 
 This is the historical ``generate_jwt``: the caller names a ChittyID rather than presenting a
-token of it, so the ChittyID is checked with the authority first (fail closed: the authority
-being down means no token). The token records who issued it in its ``act`` claim, and a
-caller without admin can only pass on scopes it holds itself, so the right to issue is not a
-way to escalate.
+token of it. Naming a ChittyID grants nothing: unless the caller is an admin, the person must
+have consented to the caller's client (the consent the authorization-code flow records), and
+the token carries only consented scopes that the caller also holds itself, so the right to
+issue is neither a way to impersonate nor to escalate. The ChittyID is then checked with the
+authority (fail closed: the authority being down means no token). The token records who issued
+it in its ``act`` claim, which makes it a delegate: it can never approve an authorization
+request.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from chittyauth.domain import policy
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import DomainError, InvalidRequest, PermissionDenied
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import RESERVED_CLAIMS, IssuedToken, TokenService
+from chittyauth.store import oauth as oauth_rows
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore
 
@@ -58,7 +63,8 @@ class TokenIssuer:
         """Issues a token for ``chitty_id``; success and refusal are both audited.
 
         Args:
-            caller: who asks; needs scope ``tokens:issue`` or admin.
+            caller: who asks; needs scope ``tokens:issue`` or admin, and (without admin) the
+                person's consent to its client for the scopes asked.
             ttl_s: lifetime in seconds; None means the default of ``token_use``.
             token_use: ``user`` or ``service`` ('' means ``user``).
 
@@ -67,7 +73,8 @@ class TokenIssuer:
 
         Raises:
             PermissionDenied: the caller lacks the scope, or (without admin) asks for a scope
-                it does not hold (reason ``SCOPE_NOT_HELD``).
+                it does not hold (reason ``SCOPE_NOT_HELD``), or the person has not consented
+                to the caller's client for the scopes asked (``CONSENT_REQUIRED``).
             InvalidRequest: malformed input, a lifetime outside (0, max], reserved extra claims
                 (``RESERVED_CLAIM``), or a ChittyID the authority disowns (``INVALID_CHITTY_ID``).
             Unavailable: the authority cannot be reached; no token is issued.
@@ -91,6 +98,8 @@ class TokenIssuer:
                     reason="INVALID_TTL",
                     metadata={"max_ttl_s": str(longest)},
                 )
+            if not policy.acts_for_person_without_consent(caller):
+                await self._require_consent(caller, chitty_id, tuple(scopes))
             info = await self._authority.validate(chitty_id)
             if not info.valid:
                 raise InvalidRequest(
@@ -134,6 +143,16 @@ class TokenIssuer:
         except DomainError as refusal:
             await self._audit_refusal(caller, chitty_id, refusal, request_id)
             raise
+
+    async def _require_consent(
+        self, caller: Principal, chitty_id: str, scopes: tuple[str, ...]
+    ) -> None:
+        """Raises PermissionDenied (``CONSENT_REQUIRED``) unless ``chitty_id`` consented to the
+        caller's client for every scope asked."""
+        client_id = caller.client_id or caller.subject
+        async with self._store.read() as reader:
+            consented = await oauth_rows.consent(reader, chitty_id, client_id)
+        policy.delegated_scopes(scopes, consented, client_id=client_id)
 
     async def _audit_refusal(
         self, caller: Principal, chitty_id: str, refusal: DomainError, request_id: str

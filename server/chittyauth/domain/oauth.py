@@ -30,7 +30,6 @@ from chittyauth.domain.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
-    PermissionDenied,
     UnauthorizedClient,
 )
 from chittyauth.domain.grants import checked_resources
@@ -44,7 +43,6 @@ CODE_PREFIX = "ac_"
 REFRESH_PREFIX = "rt_"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-USER_TOKEN_USES = ("portal", "user")
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
 MAX_STATE = 512
@@ -159,22 +157,41 @@ class OAuthFlows:
             checked_resources(request.resources),
         )
 
+    def check_approval(
+        self, user: Principal, client: ClientRecord, request: AuthorizationRequest
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Whether ``user`` may approve ``request``: what the consent page checks before it
+        asks, and ``authorize`` again on approval.
+
+        Only the person's own token approves (``policy.may_approve``), and it grants only
+        scopes the client may have, that the token holds itself, and never an admin scope.
+
+        Returns:
+            The scopes and resources to grant.
+
+        Raises:
+            PermissionDenied: reason ``NOT_A_USER`` — not the person's own token.
+            ScopeNotGrantable: ``SCOPE_NOT_HELD`` / ``SCOPE_NOT_GRANTABLE``, naming the scope.
+            InvalidRequest / UnauthorizedClient / InvalidScope: the request is not acceptable.
+        """
+        policy.require_approver(user)
+        scopes, resources = self.validate_request(client, request)
+        policy.require_grantable(user, scopes)
+        return scopes, resources
+
     async def authorize(
         self, user: Principal, request: AuthorizationRequest, *, request_id: str = ""
     ) -> Authorization:
         """Approves ``request`` for ``user`` (consent given) and returns the code.
 
         Raises:
-            PermissionDenied: the caller is not a signed-in person.
+            PermissionDenied: the caller is not the person's own token, or (ScopeNotGrantable)
+                asks to grant a scope it does not hold or an admin scope.
             InvalidRequest / UnauthorizedClient / InvalidScope: the request is not acceptable.
         """
         client = self.check_request(request)
         try:
-            if user.token_use not in USER_TOKEN_USES or not user.chitty_id:
-                raise PermissionDenied(
-                    "authorization needs a signed-in person", reason="NOT_A_USER"
-                )
-            scopes, resources = self.validate_request(client, request)
+            scopes, resources = self.check_approval(user, client, request)
         except DomainError as refusal:
             await self._audit(user.chitty_id or user.subject, client.client_id, "oauth.authorize",
                               refusal, request_id)  # fmt: skip

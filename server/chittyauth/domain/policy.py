@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from chittyauth.domain.errors import InvalidRequest, InvalidScope, InvalidTarget, PermissionDenied
+from chittyauth.domain.errors import (
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    PermissionDenied,
+    ScopeNotGrantable,
+)
 from chittyauth.domain.principal import ADMIN_SCOPE, Principal
 
 
@@ -564,6 +570,96 @@ def mcp_tool_authority(transport: McpTransport, caller_token: str) -> McpAuthori
     if transport is McpTransport.STDIO:
         return McpAuthority.OPERATOR
     return McpAuthority.CALLER if caller_token else None
+
+
+# -- delegation ------------------------------------------------------------------------------
+#
+# Naming a ChittyID grants nothing. A party other than the person acts for that person only
+# through something the person gave: their own token (a token exchange), or a consent they
+# recorded for the party's client by approving an authorization request. Only the person's
+# own token approves, and it passes on only scopes it holds itself, never an admin scope.
+
+CONSENT_REQUIRED = "CONSENT_REQUIRED"
+
+
+def may_approve(principal: Principal | None) -> bool:
+    """Whether ``principal`` may approve an authorization request (record a consent).
+
+    Only a person's own token (portal or password login) may: a token acting for the person
+    (linked app, MCP server, exchange, issued for them — anything with an ``act`` claim), a
+    service, an API key or an admin token may not consent for anyone.
+    """
+    return principal is not None and kind_of(principal) is Kind.PERSON and bool(principal.chitty_id)
+
+
+def require_approver(principal: Principal | None) -> None:
+    """Raises PermissionDenied (``NOT_A_USER``) unless ``may_approve(principal)``."""
+    if not may_approve(principal):
+        raise PermissionDenied(
+            "only the person's own signed-in token may approve an authorization request",
+            reason="NOT_A_USER",
+            metadata={"principal_kind": kind_of(principal).value},
+        )
+
+
+def require_grantable(principal: Principal, scopes: tuple[str, ...] | frozenset[str]) -> None:
+    """Raises ScopeNotGrantable naming the first of ``scopes`` that ``principal`` may not pass on.
+
+    Reasons: ``SCOPE_NOT_GRANTABLE`` for an admin scope (consent never grants one),
+    ``SCOPE_NOT_HELD`` for a scope the approving token does not hold itself.
+    """
+    refused = grantable(principal, scopes)
+    if not refused:
+        return
+    scope = refused[0][:128]
+    if scope in ADMIN_SCOPES:
+        raise ScopeNotGrantable(
+            f"scope {scope!r} is administrative and cannot be granted by consent",
+            reason="SCOPE_NOT_GRANTABLE",
+            metadata={"scope": scope},
+        )
+    raise ScopeNotGrantable(
+        f"scope {scope!r} is not held by the approving token, so it cannot grant it",
+        reason="SCOPE_NOT_HELD",
+        metadata={"scope": scope},
+    )
+
+
+def delegated_scopes(
+    requested: tuple[str, ...], consented: frozenset[str] | None, *, client_id: str
+) -> tuple[str, ...]:
+    """The scopes a client may carry when it acts for a person, given that person's consent.
+
+    Args:
+        requested: the scopes to issue (already checked against the client's allowed ones).
+        consented: what the person consented to for the client; None when they never did.
+        client_id: the client, for the message.
+
+    Returns:
+        ``requested`` itself; every scope of it is consented.
+
+    Raises:
+        PermissionDenied: reason ``CONSENT_REQUIRED`` — no consent, or a scope beyond it.
+    """
+    if consented is None:
+        raise PermissionDenied(
+            f"the person has not consented to client {client_id[:128]!r} acting for them",
+            reason=CONSENT_REQUIRED,
+            metadata={"client_id": client_id[:128]},
+        )
+    beyond = [s for s in requested if s not in consented]
+    if beyond:
+        raise PermissionDenied(
+            f"scope {beyond[0][:128]!r} is beyond what the person consented to for this client",
+            reason=CONSENT_REQUIRED,
+            metadata={"client_id": client_id[:128], "scope": beyond[0][:128]},
+        )
+    return requested
+
+
+def acts_for_person_without_consent(principal: Principal) -> bool:
+    """Whether ``principal`` may issue for a person without that person's consent: an admin."""
+    return kind_of(principal) is Kind.ADMIN
 
 
 # -- the table as documentation --------------------------------------------------------------

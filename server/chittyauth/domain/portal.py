@@ -12,8 +12,11 @@ the authority mints once), and the ``portal_identities`` unique constraints plus
 it hold across replicas too (a losing replica's minted ID is then simply unused).
 
 MCP server login: a registered client of kind ``mcp_server`` authenticates with its secret and
-gets an ``mcp_server`` token (sub = the client id; ``chitty_id`` claim = the person it acts for,
-checked with the authority; ``server_id`` and ``capabilities`` claims).
+gets an ``mcp_server`` token (sub = the client id; ``server_id`` and ``capabilities`` claims).
+Naming a ChittyID grants nothing: a token acting for a person (``chitty_id`` claim, ``act.sub``
+= the client id) needs that person's recorded consent for the client (approving it through the
+authorization-code flow), carries only consented scopes, and the ChittyID is checked with the
+authority (fail closed).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from chittyauth.domain.errors import (
 from chittyauth.domain.grants import checked_resources
 from chittyauth.domain.tokens import IssuedToken, TokenService
 from chittyauth.store import accounts as repo
+from chittyauth.store import oauth as oauth_rows
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sessions import DeviceInfo
 from chittyauth.store.sqlite import SqliteStore, SqliteTransaction
@@ -375,13 +379,16 @@ class McpServerLogins:
 
         Args:
             server_id: when given, it must be the server id registered for the client.
-            chitty_id: the person the server acts for ('' for none); checked with the
-                authority and carried as the ``chitty_id`` claim (sub stays the client id).
+            chitty_id: the person the server acts for ('' for none). The person must have
+                consented to this client; the token then carries only consented scopes (none
+                asked: every allowed one consented), the ``chitty_id`` claim and ``act.sub`` =
+                the client id (sub stays the client id). Checked with the authority.
             capabilities: a subset of the client's registered ones; empty means all of them.
 
         Raises:
             InvalidClient: unknown client, wrong secret or not an MCP server (one message).
             InvalidScope: a capability or scope beyond the client's registered ones.
+            PermissionDenied: reason ``CONSENT_REQUIRED`` — no consent, or a scope beyond it.
             InvalidRequest: the ChittyID is malformed or the authority disowns it.
             Unavailable: the authority cannot be reached (only when chitty_id is given).
         """
@@ -399,6 +406,8 @@ class McpServerLogins:
             granted_scopes = _subset(scopes, client.allowed_scopes, "scope")
             audience = checked_resources(resources)
             if chitty_id:
+                granted_scopes = await self._consented(client.client_id, chitty_id, scopes,
+                                                       granted_scopes)  # fmt: skip
                 info = await self._authority.validate(chitty_id)
                 if not info.valid:
                     raise InvalidRequest("the ChittyID is not valid", reason="INVALID_CHITTY_ID")
@@ -417,6 +426,8 @@ class McpServerLogins:
                     chitty_id=chitty_id,
                     server_id=client.server_id or client.client_id,
                     capabilities=granted_caps,
+                    # Acting for a person: the server is the actor, so the token is a delegate.
+                    act={"sub": client.client_id} if chitty_id else None,
                 ),
             )
             await tx.audit(
@@ -435,6 +446,27 @@ class McpServerLogins:
                 )
             )
         return issued
+
+    async def _consented(
+        self,
+        client_id: str,
+        chitty_id: str,
+        requested: Sequence[str],
+        allowed: tuple[str, ...],
+    ) -> tuple[str, ...]:
+        """The scopes of a token acting for ``chitty_id``: within what the person consented to.
+
+        Asked-for scopes must all be consented; asking for none means every allowed scope the
+        person consented to.
+
+        Raises:
+            PermissionDenied: reason ``CONSENT_REQUIRED``.
+        """
+        async with self._store.read() as reader:
+            consented = await oauth_rows.consent(reader, chitty_id, client_id)
+        if not requested and consented is not None:
+            allowed = tuple(s for s in allowed if s in consented)
+        return policy.delegated_scopes(allowed, consented, client_id=client_id)
 
 
 def _subset(requested: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from chittyauth.clock import Clock
 from chittyauth.config import Config
+from chittyauth.domain import policy
 from chittyauth.domain.clients import LOOPBACK_HOSTS, ClientRecord
 from chittyauth.domain.errors import (
     DomainError,
@@ -270,9 +271,8 @@ def _redirect_error(refusal: DomainError) -> _RedirectableError:
         code = "unsupported_response_type"
     elif isinstance(refusal, RateLimited | Unavailable):
         code = "temporarily_unavailable"
-    elif isinstance(refusal, PermissionDenied):
-        code = "access_denied"
     else:
+        # PermissionDenied is access_denied; ScopeNotGrantable, a kind of it, invalid_scope.
         code = refusal.oauth_error
     return _RedirectableError(code, refusal.message)
 
@@ -339,8 +339,14 @@ class AuthorizeRoutes:
         if user is None:
             return self._login_required(request)
         assert user.chitty_id  # _user returns only portal principals with a ChittyID
-        token = self._signer.sign(user.chitty_id, parsed.params, self._clock.now())
-        response = self._consent_page(parsed, token)
+        try:
+            # Never ask a person to grant what their token cannot: the same check approval makes.
+            scopes, _ = self._flows.check_approval(user, parsed.client, parsed.request)
+        except DomainError as refusal:
+            response = self._error_redirect(parsed, _redirect_error(refusal))
+        else:
+            token = self._signer.sign(user.chitty_id, parsed.params, self._clock.now())
+            response = self._consent_page(parsed, scopes, token)
         if cookie is not None:
             self._set_cookie(response, *cookie)
         return response
@@ -528,7 +534,9 @@ class AuthorizeRoutes:
             user = self._tokens.principal_for(token)
         except DomainError:
             return None
-        if user.token_use != "portal" or not user.chitty_id:
+        # The cookie holds a portal session; whoever it names approves only if the policy says
+        # the token is the person's own (never a token acting for them).
+        if user.token_use != "portal" or not policy.may_approve(user):
             return None
         return user
 
@@ -569,14 +577,8 @@ class AuthorizeRoutes:
             samesite="Lax",
         )
 
-    def _consent_page(self, parsed: _Parsed, csrf: str) -> web.Response:
+    def _consent_page(self, parsed: _Parsed, scopes: Sequence[str], csrf: str) -> web.Response:
         client = parsed.client
-        registry = self._clients()
-        scopes = (
-            registry.check_scopes(client, parsed.request.scopes)
-            if registry is not None
-            else parsed.request.scopes
-        )
         redirect_host = urlsplit(parsed.request.redirect_uri).netloc
         hidden = "".join(
             f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'

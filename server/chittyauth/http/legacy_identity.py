@@ -188,7 +188,11 @@ class LegacyIdentityRoutes:
     # -- MCP servers ----------------------------------------------------------------------
 
     async def mcp_authenticate(self, request: web.Request) -> web.Response:
-        """``POST /v1/mcp/authenticate``: an MCP server's Basic credentials -> its token."""
+        """``POST /v1/mcp/authenticate``: an MCP server's Basic credentials -> its token.
+
+        With a ``chitty_id`` the token acts for that person, which needs their recorded consent
+        to this server's client (403 ``CONSENT_REQUIRED`` otherwise; docs/authz.md).
+        """
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "basic":
             raise Unauthenticated(

@@ -221,14 +221,16 @@ class AuthorityClient:
         """The authority's verdict on ``chitty_id``, after a format pre-check.
 
         A positive verdict is cached for ``cache_ttl_s``; negative ones are not, so an ID minted
-        a moment ago is never refused from cache.
+        a moment ago is never refused from cache. The cache answers only while the breaker is
+        closed, and any failed call or health probe empties it: an authority known to be down
+        (or just come back) is never vouched for from memory, so every caller fails closed.
 
         Raises:
             InvalidRequest: reason ``INVALID_CHITTY_ID``; no network call was made.
             Unavailable: the authority cannot be reached or answered nonsense.
         """
         check_format(chitty_id, allow_legacy=self._config.allow_legacy_ids)
-        cached = self._cached(chitty_id)
+        cached = self._cached(chitty_id) if self._breaker.state == "closed" else None
         if cached is not None:
             return cached
 
@@ -259,7 +261,7 @@ class AuthorityClient:
         if healthy:
             self._breaker.record_success()
         else:
-            self._breaker.record_failure()
+            self._record_failure()
         self._publish()
         return healthy
 
@@ -304,7 +306,7 @@ class AuthorityClient:
                 raise _AuthorityFailure(f"HTTP {status}")
             result = interpret(status, _json_object(raw))
         except (aiohttp.ClientError, TimeoutError, _AuthorityFailure) as exc:
-            self._breaker.record_failure()
+            self._record_failure()
             logger.warning(
                 "authority call failed",
                 extra={"path": path.split("/")[1], "error": type(exc).__name__, "detail": str(exc)},
@@ -326,6 +328,12 @@ class AuthorityClient:
             return result
         finally:
             self._publish()
+
+    def _record_failure(self) -> None:
+        # What the authority vouched for before it failed is not vouched for after: a cached
+        # verdict must not outlive a failed call or probe (an ID may be disowned meanwhile).
+        self._cache.clear()
+        self._breaker.record_failure()
 
     def _refused(self, status: int) -> Unavailable:
         # 401/403 mean our credentials are wrong and 429 that we are throttled: not the

@@ -165,3 +165,12 @@ async def consented_scopes(reader: SqliteReader, chitty_id: str, client_id: str)
         (chitty_id, client_id),
     )
     return set(row["scopes"].split()) if row else set()
+
+
+async def consent(reader: SqliteReader, chitty_id: str, client_id: str) -> frozenset[str] | None:
+    """The scopes ``chitty_id`` consented to for ``client_id``; None when they never did."""
+    row = await reader.fetchone(
+        "SELECT scopes FROM consents WHERE chitty_id = ? AND client_id = ?",
+        (chitty_id, client_id),
+    )
+    return frozenset(row["scopes"].split()) if row else None
