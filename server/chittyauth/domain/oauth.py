@@ -22,6 +22,12 @@ from chittyauth.clock import Clock
 from chittyauth.config import TokenConfig
 from chittyauth.domain import ids
 from chittyauth.domain.audit import audit_refusal
+from chittyauth.domain.client_auth import (
+    TOKEN_CONFIDENTIAL,
+    TOKEN_PUBLIC_ALLOWED,
+    Endpoint,
+    authenticate_client,
+)
 from chittyauth.domain.clients import ClientRecord, ClientRegistry
 from chittyauth.domain.errors import (
     DomainError,
@@ -31,7 +37,7 @@ from chittyauth.domain.errors import (
     PermissionDenied,
     UnauthorizedClient,
 )
-from chittyauth.domain.grants import checked_resources
+from chittyauth.domain.grants import checked_resources, presented
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import IssuedToken, TokenService
 from chittyauth.store import oauth as rows
@@ -222,16 +228,25 @@ class OAuthFlows:
 
     # -- client authentication ------------------------------------------------------------
 
-    def authenticate_client(self, client_id: str, client_secret: str) -> ClientRecord:
-        """A confidential client by its secret, or a public client by its id alone.
+    def authenticate_client(
+        self,
+        client_id: str,
+        client_secret: str,
+        method: str = "",
+        endpoint: Endpoint = TOKEN_PUBLIC_ALLOWED,
+    ) -> ClientRecord:
+        """A confidential client by its secret, or a public client by its id alone, presented
+        by its registered method (``domain/client_auth.py``).
+
+        Args:
+            method: how the credentials came; '' for the request's only place for them.
 
         Raises:
             InvalidClient: one message for every failure.
         """
-        client = self._clients.get(client_id)
-        if client is not None and not client.confidential and not client_secret:
-            return client
-        return self._clients.authenticate(client_id, client_secret)
+        return authenticate_client(
+            self._clients, presented(client_id, client_secret, method), endpoint
+        )
 
     # -- authorization_code ---------------------------------------------------------------
 
@@ -244,15 +259,18 @@ class OAuthFlows:
         code_verifier: str,
         *,
         request_id: str = "",
+        method: str = "",
     ) -> TokenGrant:
         """Redeems a code once: access token (+ refresh token when the client may refresh).
+
+        ``method``: how the client credentials came (``client_auth``); '' for gRPC.
 
         Raises:
             InvalidClient, InvalidGrant (bad, expired, replayed or foreign code, wrong
             redirect_uri, PKCE mismatch), UnauthorizedClient.
         """
         try:
-            client = self.authenticate_client(client_id, client_secret)
+            client = self.authenticate_client(client_id, client_secret, method)
             if "authorization_code" not in client.grant_types:
                 raise UnauthorizedClient("this client may not use the authorization code flow")
             if not code or len(code) > MAX_CODE or not ids.has_valid_checksum(code, CODE_PREFIX):
@@ -311,14 +329,17 @@ class OAuthFlows:
         scopes: Sequence[str],
         *,
         request_id: str = "",
+        method: str = "",
     ) -> TokenGrant:
         """Rotates a refresh token; a replay after the grace window revokes its family.
+
+        ``method``: how the client credentials came (``client_auth``); '' for gRPC.
 
         Raises:
             InvalidClient, InvalidGrant, InvalidScope (asking for more than was granted).
         """
         try:
-            client = self.authenticate_client(client_id, client_secret)
+            client = self.authenticate_client(client_id, client_secret, method)
             if "refresh_token" not in client.grant_types:
                 raise UnauthorizedClient("this client may not use refresh tokens")
             if len(refresh_token) > MAX_CODE or not ids.has_valid_checksum(
@@ -387,15 +408,20 @@ class OAuthFlows:
         scopes: Sequence[str],
         *,
         request_id: str = "",
+        method: str = "",
     ) -> TokenGrant:
         """RFC 8693: a narrower token for another audience, optionally with an actor.
+
+        ``method``: how the client credentials came (``client_auth``); '' for gRPC.
 
         Raises:
             InvalidClient, UnauthorizedClient, InvalidRequest (token types), InvalidGrant
             (subject or actor token not active), InvalidScope (escalation).
         """
         try:
-            client = self._clients.authenticate(client_id, client_secret)
+            client = self.authenticate_client(
+                client_id, client_secret, method, endpoint=TOKEN_CONFIDENTIAL
+            )
             if TOKEN_EXCHANGE_GRANT not in client.grant_types:
                 raise UnauthorizedClient("this client may not use token exchange")
             if subject_token_type != ACCESS_TOKEN_TYPE:
