@@ -20,7 +20,7 @@ from grpc import aio
 
 from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from chittyauth.app import Server
-from chittyauth.config import Config, replace
+from chittyauth.config import Config, ConfigError, load_config, replace
 from chittyauth.domain import policy, ratelimit
 from chittyauth.rpc.forwarded import PEER_KEY, PROOF_KEY
 from tests.conftest import running_server
@@ -252,3 +252,32 @@ def test_every_policy_bucket_is_an_operation_the_limiter_knows() -> None:
     assert buckets <= set(ratelimit.OPERATIONS)
     for route in ("POST /token", "POST /introspect", "POST /revoke", "POST /register"):
         assert policy.http_rule(route).bucket
+
+
+@pytest.mark.parametrize(
+    ("direct", "forwarded", "expected"),
+    [
+        # No trusted peer: the header is the caller's own words.
+        ("198.51.100.5", ["203.0.113.7"], "198.51.100.5"),
+        # A trusted proxy: the right-most address it appended.
+        ("127.0.0.1", ["192.0.2.1, 203.0.113.7"], "203.0.113.7"),
+        # Two trusted hops, then the caller; the left-most entry is ignored.
+        ("127.0.0.1", ["192.0.2.1, 203.0.113.7", "10.1.2.3"], "203.0.113.7"),
+        # An unparsable entry stops the walk at the last hop that could vouch for it.
+        ("127.0.0.1", ["203.0.113.7, not-an-ip"], "127.0.0.1"),
+        # Every hop trusted: the left-most one is all there is.
+        ("127.0.0.1", ["10.0.0.9"], "10.0.0.9"),
+        # IPv6, and an IPv4 peer reported by a dual-stack listener.
+        ("::ffff:127.0.0.1", ["2001:db8::7"], "2001:db8::7"),
+    ],
+)
+def test_the_true_source_address(direct: str, forwarded: list[str], expected: str) -> None:
+    trusted = ratelimit.trusted_networks(["127.0.0.1/32", "10.0.0.0/8"])
+    assert ratelimit.source_address(direct, forwarded, trusted) == expected
+
+
+def test_a_bad_trusted_proxy_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"http\.trusted_proxies"):
+        load_config(env={"CHITTYAUTH_HTTP__TRUSTED_PROXIES": "127.0.0.1/32,proxy.example"})
+    config = load_config(env={"CHITTYAUTH_HTTP__TRUSTED_PROXIES": "127.0.0.1/32, 10.0.0.0/8"})
+    assert config.http.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8")
