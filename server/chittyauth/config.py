@@ -9,6 +9,7 @@ its section and key with a double underscore: ``CHITTYAUTH_GRPC__PORT=50052`` se
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -58,6 +59,18 @@ class HttpConfig:
     # Where GET /authorize sends a browser without a portal session ('' = a 401 page instead);
     # the authorization URL is appended as ``return_to``.
     login_url: str = ""
+    # CIDRs of the reverse proxies whose ``X-Forwarded-For`` is believed (rate limits and
+    # audit see the caller behind them); from any other peer the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {cidr[:64]!r} is not an IP address or CIDR"
+                ) from None
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,10 @@ class RateLimitConfig:
     authorize_per_minute: int = 60
     exchange_per_minute: int = 120
     register_per_minute: int = 5
+    # RFC 7662 introspection is a resource server's hot path: generous, but bounded.
+    introspect_per_minute: int = 6000
+    revoke_per_minute: int = 120
+    issue_per_minute: int = 600
     login_failures_before_lockout: int = 5
     lockout_s: int = 300
     # A failed password login answers after base * 2**(earlier failures) seconds (capped).
@@ -255,6 +272,8 @@ _NON_SETTING_ENV = frozenset(
         "CHITTYAUTH_MCP_TARGET",
         "CHITTYAUTH_MCP_RESOURCE",
         "CHITTYAUTH_MCP_ISSUER",
+        # The HTTP shim's proof for the gRPC side, handed by `serve --workers N` to its workers.
+        "CHITTYAUTH_SHIM_SECRET",
     }
 )
 
@@ -280,8 +299,9 @@ def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
             values[key] = _coerce(hint, value, dotted)
     try:
         return cls(**values)
-    except (TypeError, ValueError) as exc:  # pragma: no cover - guarded by _coerce
-        raise ConfigError(f"{prefix or 'config'}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        # A section's own check (``__post_init__``) names its field: "http.trusted_proxies: …".
+        raise ConfigError(f"{prefix}{exc}" if prefix else f"config: {exc}") from exc
 
 
 def _coerce(hint: Any, value: Any, dotted: str) -> Any:

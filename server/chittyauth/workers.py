@@ -144,10 +144,12 @@ async def supervise(config: Config, count: int, cli_args: Sequence[str] = ()) ->
     """
     from chittyauth.domain.errors import DomainError
     from chittyauth.domain.keys import KeyEncryptionKeyError
+    from chittyauth.rpc.forwarded import SECRET_ENV, new_secret
 
     held: list[socket.socket] = []
     try:
-        env = dict(os.environ)
+        # One shim secret for every worker: a worker's shim may reach another's gRPC server.
+        env = {**os.environ, SECRET_ENV: new_secret()}
         try:
             # Workers must agree on one port: 0 is resolved here and handed to every worker.
             held.append(reserve_port(config.grpc.host, config.grpc.port))

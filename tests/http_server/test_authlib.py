@@ -6,20 +6,32 @@ from __future__ import annotations
 import pytest
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+from grpc import aio
 
+from chitty.auth.v1 import client_pb2
 from chittyauth.app import Server
-from tests.http_server.conftest import RegisteredClient, audit_events
+from tests.http_server.conftest import RegisteredClient, audit_events, register_client
+
+_REGISTERED = {
+    "client_secret_basic": client_pb2.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_BASIC,
+    "client_secret_post": client_pb2.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_POST,
+}
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
 async def test_client_credentials_introspection_and_revocation(
-    base: str, server: Server, service_client: RegisteredClient, method: str
+    base: str, server: Server, channel: aio.Channel, admin_token: str, method: str
 ) -> None:
+    # A client uses the method it registered (token_endpoint_auth_method), at every endpoint.
+    service_client = await register_client(
+        channel, admin_token, token_endpoint_auth_method=_REGISTERED[method]
+    )
     async with AsyncOAuth2Client(
         service_client.client_id,
         service_client.client_secret,
         scope="mcp:read",
         token_endpoint_auth_method=method,
+        revocation_endpoint_auth_method=method,
     ) as oauth:
         token = await oauth.fetch_token(f"{base}/token", grant_type="client_credentials")
         assert token["token_type"] == "Bearer"

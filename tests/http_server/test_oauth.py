@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from grpc import aio
 
-from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+from chitty.auth.v1 import auth_service_pb2, auth_service_pb2_grpc, client_pb2
 from chittyauth.app import Server
 from tests.conftest import bearer
 from tests.http_server.conftest import (
@@ -146,8 +146,14 @@ async def test_client_credentials_with_basic(
 
 
 async def test_client_credentials_with_post_and_all_allowed_scopes(
-    http: aiohttp.ClientSession, base: str, service_client: RegisteredClient
+    http: aiohttp.ClientSession, base: str, channel: aio.Channel, admin_token: str
 ) -> None:
+    # client_secret_post is accepted from a client registered for it (and only from one).
+    service_client = await register_client(
+        channel,
+        admin_token,
+        token_endpoint_auth_method=client_pb2.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET_POST,
+    )
     status, body, _ = await post_form(
         http,
         f"{base}/token",
@@ -336,11 +342,8 @@ async def test_introspect_inactive_says_only_that(
     status, body, _ = await post_form(
         http,
         f"{base}/introspect",
-        {
-            "token": "eyJhbGciOiJub25lIn0.e30.",
-            "client_id": service_client.client_id,
-            "client_secret": service_client.client_secret,
-        },
+        {"token": "eyJhbGciOiJub25lIn0.e30."},
+        {"Authorization": basic(service_client.client_id, service_client.client_secret)},
     )
     assert (status, body) == (200, {"active": False})
 

@@ -10,6 +10,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from chittyauth.domain.audit import audit_refusal
+from chittyauth.domain.client_auth import (
+    TOKEN_CONFIDENTIAL,
+    PresentedClient,
+    authenticate_client,
+    in_request,
+)
 from chittyauth.domain.errors import (
     DomainError,
     InvalidClient,
@@ -31,7 +37,14 @@ class ClientSource(Protocol):
 
     def authenticate(self, client_id: str, secret: str) -> Any: ...
 
+    def get(self, client_id: str) -> Any: ...
+
     def check_scopes(self, client: Any, requested: Sequence[str]) -> tuple[str, ...]: ...
+
+
+def presented(client_id: str, secret: str, method: str) -> PresentedClient:
+    """The credentials as presented: by ``method``, or ('') in the request's only place."""
+    return PresentedClient(client_id, secret, method) if method else in_request(client_id, secret)
 
 
 def checked_resources(resources: Sequence[str]) -> tuple[str, ...]:
@@ -66,18 +79,26 @@ class MachineGrants:
         resources: Sequence[str],
         *,
         request_id: str,
+        method: str = "",
     ) -> IssuedToken:
         """A `service` token for a confidential client; scopes within its allowed ones.
 
+        Args:
+            method: how the credentials came (``client_auth``: client_secret_basic,
+                client_secret_post, none); '' for the request's only place for them (gRPC).
+
         Raises:
-            InvalidClient: unknown client or wrong secret (one message for both).
+            InvalidClient: unknown client, wrong secret (one message for both), or a method
+                other than the registered one.
             UnauthorizedClient: the client may not use client_credentials.
             InvalidScope: a requested scope is not allowed for the client.
         """
         try:
             if self.clients is None:
                 raise InvalidClient("client authentication failed")
-            client = self.clients.authenticate(client_id, client_secret)
+            client = authenticate_client(
+                self.clients, presented(client_id, client_secret, method), TOKEN_CONFIDENTIAL
+            )
             if "client_credentials" not in client.grant_types:
                 raise UnauthorizedClient("this client may not use client_credentials")
             granted = self.clients.check_scopes(client, scopes)

@@ -24,6 +24,12 @@ from chittyauth.clock import Clock
 from chittyauth.config import TokenConfig
 from chittyauth.domain import ids, policy
 from chittyauth.domain.audit import audit_refusal
+from chittyauth.domain.client_auth import (
+    TOKEN_CONFIDENTIAL,
+    TOKEN_PUBLIC_ALLOWED,
+    Endpoint,
+    authenticate_client,
+)
 from chittyauth.domain.clients import ClientRecord, ClientRegistry
 from chittyauth.domain.errors import (
     DomainError,
@@ -32,7 +38,7 @@ from chittyauth.domain.errors import (
     InvalidScope,
     UnauthorizedClient,
 )
-from chittyauth.domain.grants import checked_resources
+from chittyauth.domain.grants import checked_resources, presented
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import IssuedToken, TokenService, exchange_source
 from chittyauth.store import oauth as rows
@@ -241,16 +247,25 @@ class OAuthFlows:
 
     # -- client authentication ------------------------------------------------------------
 
-    def authenticate_client(self, client_id: str, client_secret: str) -> ClientRecord:
-        """A confidential client by its secret, or a public client by its id alone.
+    def authenticate_client(
+        self,
+        client_id: str,
+        client_secret: str,
+        method: str = "",
+        endpoint: Endpoint = TOKEN_PUBLIC_ALLOWED,
+    ) -> ClientRecord:
+        """A confidential client by its secret, or a public client by its id alone, presented
+        by its registered method (``domain/client_auth.py``).
+
+        Args:
+            method: how the credentials came; '' for the request's only place for them.
 
         Raises:
             InvalidClient: one message for every failure.
         """
-        client = self._clients.get(client_id)
-        if client is not None and not client.confidential and not client_secret:
-            return client
-        return self._clients.authenticate(client_id, client_secret)
+        return authenticate_client(
+            self._clients, presented(client_id, client_secret, method), endpoint
+        )
 
     # -- authorization_code ---------------------------------------------------------------
 
@@ -263,15 +278,18 @@ class OAuthFlows:
         code_verifier: str,
         *,
         request_id: str = "",
+        method: str = "",
     ) -> TokenGrant:
         """Redeems a code once: access token (+ refresh token when the client may refresh).
+
+        ``method``: how the client credentials came (``client_auth``); '' for gRPC.
 
         Raises:
             InvalidClient, InvalidGrant (bad, expired, replayed or foreign code, wrong
             redirect_uri, PKCE mismatch), UnauthorizedClient.
         """
         try:
-            client = self.authenticate_client(client_id, client_secret)
+            client = self.authenticate_client(client_id, client_secret, method)
             if "authorization_code" not in client.grant_types:
                 raise UnauthorizedClient("this client may not use the authorization code flow")
             if not code or len(code) > MAX_CODE or not ids.has_valid_checksum(code, CODE_PREFIX):
@@ -330,14 +348,17 @@ class OAuthFlows:
         scopes: Sequence[str],
         *,
         request_id: str = "",
+        method: str = "",
     ) -> TokenGrant:
         """Rotates a refresh token; a replay after the grace window revokes its family.
+
+        ``method``: how the client credentials came (``client_auth``); '' for gRPC.
 
         Raises:
             InvalidClient, InvalidGrant, InvalidScope (asking for more than was granted).
         """
         try:
-            client = self.authenticate_client(client_id, client_secret)
+            client = self.authenticate_client(client_id, client_secret, method)
             if "refresh_token" not in client.grant_types:
                 raise UnauthorizedClient("this client may not use refresh tokens")
             if len(refresh_token) > MAX_CODE or not ids.has_valid_checksum(
@@ -407,6 +428,7 @@ class OAuthFlows:
         *,
         requested_token_type: str = "",
         request_id: str = "",
+        method: str = "",
     ) -> TokenGrant:
         """RFC 8693 by the client's exchange policy; every decision is in ``domain.policy``.
 
@@ -419,13 +441,17 @@ class OAuthFlows:
         - the result names its subject token, session and family in ``src`` and is refused by
           Validate as soon as any of them is revoked; it never outlives the subject token.
 
+        ``method``: how the client credentials came (``client_auth``); '' for gRPC.
+
         Raises:
             InvalidClient, UnauthorizedClient, InvalidRequest (token types, actor not allowed,
             chain too long), InvalidGrant (subject or actor token not active), InvalidScope,
             InvalidTarget.
         """
         try:
-            client = self._clients.authenticate(client_id, client_secret)
+            client = self.authenticate_client(
+                client_id, client_secret, method, endpoint=TOKEN_CONFIDENTIAL
+            )
             if TOKEN_EXCHANGE_GRANT not in client.grant_types:
                 raise UnauthorizedClient("this client may not use token exchange")
             if subject_token_type != ACCESS_TOKEN_TYPE:

@@ -662,6 +662,85 @@ def acts_for_person_without_consent(principal: Principal) -> bool:
     return kind_of(principal) is Kind.ADMIN
 
 
+# -- HTTP routes -----------------------------------------------------------------------------
+# The routes that are not a transcoded RPC (those answer by their RPC's row above). Keyed
+# "HTTP <METHOD> <path>"; ``bucket`` is the rate-limit operation the route charges, per client
+# and per true source address, before any other work.
+
+_HTTP = "HTTP "
+
+_HTTP_RULES: tuple[Rule, ...] = (
+    _rule(f"{_HTTP}POST /token", ALL, bucket="exchange",
+          summary="a client authenticated by its registered method (RFC 6749 §2.3); a public"
+          " client only for authorization_code and refresh_token (PKCE); every grant is"
+          " charged to the same bucket as gRPC Exchange"),
+    _rule(f"{_HTTP}POST /introspect", ALL, bucket="introspect",
+          summary="a confidential client (its registered method), or a bearer token with"
+          " introspect; the answer is active only for a token may_introspect allows"),
+    _rule(f"{_HTTP}POST /revoke", ALL, bucket="revoke",
+          summary="a client by its registered method, a public client by its id; only its"
+          " own tokens (RFC 7009 §2.1)"),
+    _rule(f"{_HTTP}POST /register", ALL, bucket="register",
+          summary="anyone under registration_policy open, else the initial access token"),
+    _rule(f"{_HTTP}GET /authorize", ALL,
+          summary="anyone: the consent page (or the login redirect) for a valid request"),
+    _rule(f"{_HTTP}POST /authorize", frozenset({Kind.PERSON}), bucket="authorize",
+          summary="the person signed in at the portal, with the consent form's CSRF token"),
+    _rule(f"{_HTTP}POST /portal/login", ALL, bucket="authenticate",
+          summary="anyone with a Cloudflare Access assertion"),
+    _rule(f"{_HTTP}GET /jwks.json", ALL, summary="anyone: public keys"),
+    _rule(f"{_HTTP}GET /.well-known/jwks.json", ALL, summary="anyone: public keys"),
+    _rule(f"{_HTTP}GET /.well-known/oauth-authorization-server", ALL,
+          summary="anyone: RFC 8414 metadata"),
+    _rule(f"{_HTTP}GET /openapi.json", ALL, summary="anyone: the API description"),
+    _rule(f"{_HTTP}GET /metrics", ALL,
+          summary="anyone who reaches the listener: counters without identities (keep the"
+          " listener private or filter the path at the proxy)"),
+    _rule(f"{_HTTP}GET /healthz", ALL, summary="anyone: SERVING or NOT_SERVING"),
+)  # fmt: skip
+
+HTTP_ROUTES: dict[str, Rule] = {rule.operation: rule for rule in _HTTP_RULES}
+
+
+def http_rule(route: str) -> Rule:
+    """The rule of ``route`` ("POST /token"); KeyError for a route with none (a bug of ours)."""
+    return HTTP_ROUTES[_HTTP + route]
+
+
+# -- introspection ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Introspector:
+    """Who asks about a token: an authenticated client, or the client of a bearer token."""
+
+    client_id: str
+    # Other names ``aud`` may address the caller by (an MCP server's server_id).
+    names: tuple[str, ...] = ()
+    # The client's allowed scopes, or the bearer token's scopes.
+    scopes: frozenset[str] = frozenset()
+
+
+def may_introspect(caller: Introspector, claims: Mapping[str, Any]) -> bool:
+    """Whether ``caller`` may learn that a token is active, and its claims (RFC 7662 §4).
+
+    Yes when the caller holds ``introspect`` (or admin), or the token is addressed to it: the
+    token's ``client_id`` is the caller, or ``aud`` names it. Otherwise the endpoint answers
+    ``{"active": false}``, exactly as for an unknown token, so a linked app cannot probe or
+    read the tokens of other clients.
+    """
+    if INTROSPECT in caller.scopes or ADMIN in caller.scopes:
+        return True
+    names = {name for name in (caller.client_id, *caller.names) if name}
+    if not names:
+        return False
+    if str(claims.get("client_id", "")) in names:
+        return True
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    return isinstance(audiences, list) and any(str(aud) in names for aud in audiences)
+
+
 # -- the table as documentation --------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from chittyauth.domain import policy
 from chittyauth.domain.audit import audit_refusal
+from chittyauth.domain.client_auth import MCP_LOGIN, authenticate_client, in_request
 from chittyauth.domain.errors import (
     DomainError,
     InvalidClient,
@@ -97,6 +98,8 @@ class McpClientSource(Protocol):
     """What MCP server login needs of the client registry (in memory)."""
 
     def authenticate(self, client_id: str, secret: str) -> Any: ...
+
+    def get(self, client_id: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -393,7 +396,10 @@ class McpServerLogins:
             Unavailable: the authority cannot be reached (only when chitty_id is given).
         """
         try:
-            client = self._clients.authenticate(client_id, client_secret)
+            # Both routes (gRPC, the legacy Basic route) have one place for the secret.
+            client = authenticate_client(
+                self._clients, in_request(client_id, client_secret), MCP_LOGIN
+            )
             if client.kind != "mcp_server":
                 raise InvalidClient("client authentication failed")
             if server_id and server_id != (client.server_id or client.client_id):

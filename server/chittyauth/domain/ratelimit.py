@@ -5,21 +5,30 @@ a call takes one token from each bucket that applies, or is refused with ``RateL
 saying when a token will be there again. Buckets live in memory, per process; the least
 recently used are evicted beyond ``max_buckets`` (an evicted bucket is simply full again),
 so a flood of distinct addresses or ids cannot grow memory without bound.
+
+The address is the caller's TRUE source address, whatever the transport: ``source_address``
+decides what an ``X-Forwarded-For`` chain is worth (only hops added by trusted proxies count),
+and the HTTP shim hands its caller's address to gRPC in metadata only it can vouch for
+(``rpc/forwarded.py``), so transcoded calls are not all charged to 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from chittyauth.clock import Clock
 from chittyauth.config import RateLimitConfig
 from chittyauth.domain.errors import RateLimited
 
-# The operations with a limit, and the config field that sets it.
-OPERATIONS = ("authenticate", "authorize", "exchange", "register")
+# The operations with a limit (a policy Rule's ``bucket``); ``<operation>_per_minute`` in
+# ``[rate_limits]`` sets each. "exchange" is every grant, at gRPC Exchange and at HTTP /token.
+OPERATIONS = (
+    "authenticate", "authorize", "exchange", "register", "introspect", "revoke", "issue",
+)  # fmt: skip
 # Keys are bounded before use: a caller-supplied id must not grow a key without limit.
 _MAX_KEY_CHARS = 256
 
@@ -37,10 +46,7 @@ class RateLimiter:
         self._config = config
         self._clock = clock
         self._per_minute: Mapping[str, int] = {
-            "authenticate": config.authenticate_per_minute,
-            "authorize": config.authorize_per_minute,
-            "exchange": config.exchange_per_minute,
-            "register": config.register_per_minute,
+            operation: getattr(config, f"{operation}_per_minute") for operation in OPERATIONS
         }
         self._buckets: OrderedDict[tuple[str, str, str], _Bucket] = OrderedDict()
 
@@ -103,3 +109,59 @@ class RateLimiter:
             bucket.updated_at = now
             self._buckets.move_to_end(key)
         return bucket
+
+
+# -- the caller's true address -----------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAX_FORWARDED_HOPS = 32
+
+
+def trusted_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """``[http] trusted_proxies`` as networks (the config has checked every entry)."""
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def source_address(direct: str, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
+    """The address a request really comes from.
+
+    ``X-Forwarded-For`` is believed hop by hop from the right: an entry counts only when the
+    hop that appended it (first the direct peer, then each address already accepted) is a
+    trusted proxy. The first untrusted address met is the caller; anything left of it was
+    written by the caller and may be forged. An unparsable entry stops the walk there.
+
+    Args:
+        direct: The TCP peer's address.
+        forwarded_for: Every ``X-Forwarded-For`` header value, in order.
+        trusted: ``trusted_networks([http] trusted_proxies)``; empty: the header never counts.
+    """
+    current = direct
+    if not trusted or not forwarded_for:
+        return current
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops[-_MAX_FORWARDED_HOPS:]):
+        if not _is_trusted(current, trusted):
+            break
+        address = _address(hop)
+        if address is None:
+            break
+        current = address
+    return current
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d
+    return any(ip in network for network in trusted)
+
+
+def _address(hop: str) -> str | None:
+    """The IP address of one ``X-Forwarded-For`` entry, normalized; None when it is none."""
+    try:
+        return str(ipaddress.ip_address(hop.strip("[]")))
+    except ValueError:
+        return None

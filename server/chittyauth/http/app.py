@@ -11,11 +11,13 @@ Routes, most specific first; the transcoder answers everything else:
   (``http/legacy.py``)
 - ``/{tail}``: the google.api.http transcoder, over a channel to our own gRPC port.
 
-One middleware does what every route needs: a request id (the caller's ``X-Request-Id`` when
-it is usable, else a fresh one, forwarded to gRPC and echoed on the response), the body size
-limit, metrics, rendering refusals in the route's style (``http/errors.py``), and turning an
-unexpected exception into a 500 that shows only the request id. CORS headers come from
-``[http] cors_origins`` only (the transcoder adds the same ones to its own responses).
+One middleware does what every route needs: the caller's true source address (the TCP peer,
+or the client behind a ``[http] trusted_proxies`` proxy by ``X-Forwarded-For``), a request id
+(the caller's ``X-Request-Id`` when it is usable, else a fresh one, forwarded to gRPC and echoed
+on the response), the body size limit, metrics, rendering refusals in the route's style
+(``http/errors.py``), and turning an unexpected exception into a 500 that shows only the
+request id. CORS headers come from ``[http] cors_origins`` only (the transcoder adds the same
+ones to its own responses).
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ from chittyauth.domain.cimd import ClientMetadataDocuments
 from chittyauth.domain.errors import DomainError
 from chittyauth.domain.grants import MachineGrants
 from chittyauth.domain.oauth import OAuthFlows
+from chittyauth.domain.ratelimit import source_address, trusted_networks
 from chittyauth.domain.tokens import TokenService
 from chittyauth.http.authorize import AuthorizeRoutes, consent_key
 from chittyauth.http.errors import (
     REQUEST_ID,
+    SOURCE_ADDRESS,
     ErrorStyle,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -138,6 +142,7 @@ class HttpShim:
         self._runner: web.AppRunner | None = None
         self._styles: dict[str, ErrorStyle] = {}
         self._openapi: bytes | None = None
+        self._trusted_proxies = trusted_networks(self._config.http.trusted_proxies)
         self.app: web.Application | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
@@ -203,6 +208,7 @@ class HttpShim:
             clients=self._clients,
             metrics=metrics,
             documents=documents,
+            limiter=self._identity,
         )
         authorize = AuthorizeRoutes(
             config=self._config,
@@ -323,6 +329,12 @@ class HttpShim:
         started = time.perf_counter()
         request_id = _usable_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
         request[REQUEST_ID] = request_id
+        if self._trusted_proxies:
+            request[SOURCE_ADDRESS] = source_address(
+                request.remote or "",
+                request.headers.getall("X-Forwarded-For", ()),
+                self._trusted_proxies,
+            )
         resource = request.match_info.route.resource
         canonical = resource.canonical if resource is not None else ""
         route_label = canonical if canonical in self._styles else TRANSCODED_ROUTE

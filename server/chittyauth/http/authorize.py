@@ -49,7 +49,12 @@ from chittyauth.domain.errors import (
 from chittyauth.domain.oauth import MAX_STATE, AuthorizationRequest, OAuthFlows, redirect_with
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import TokenService
-from chittyauth.http.errors import json_response, oauth_description, request_id_of
+from chittyauth.http.errors import (
+    json_response,
+    oauth_description,
+    request_id_of,
+    source_address_of,
+)
 from chittyauth.http.oauth import (
     MAX_CLIENT_ID_LENGTH,
     FormParams,
@@ -394,7 +399,7 @@ class AuthorizeRoutes:
         try:
             limiter = self._limiter()
             if limiter is not None:
-                limiter.limit("authorize", parsed.client.client_id, request.remote or "")
+                limiter.limit("authorize", parsed.client.client_id, source_address_of(request))
             granted = await self._flows.authorize(
                 user, parsed.request, request_id=request_id_of(request)
             )
@@ -546,7 +551,7 @@ class AuthorizeRoutes:
             return None
         limiter = self._limiter()
         if limiter is not None:
-            limiter.limit("authenticate", "", request.remote or "")
+            limiter.limit("authenticate", "", source_address_of(request))
         return await portal.login(
             assertion,
             request.headers.get(EMAIL_HEADER, ""),

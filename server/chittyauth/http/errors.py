@@ -45,10 +45,22 @@ _INTERNAL_CODE = 13  # google.rpc.Code.INTERNAL
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("chittyauth_request_id", str)
 
 
+# The caller's true address when ``[http] trusted_proxies`` made it differ from the TCP peer
+# (set by the app's middleware; see ``domain.ratelimit.source_address``).
+SOURCE_ADDRESS: web.RequestKey[str] = web.RequestKey("chittyauth_source_address", str)
+
+
 def request_id_of(request: web.Request) -> str:
     """The request id of ``request`` ('' outside the app's middleware)."""
     value = request.get(REQUEST_ID)
     return value if isinstance(value, str) else ""
+
+
+def source_address_of(request: web.Request) -> str:
+    """The address the request really comes from: the TCP peer, or the caller behind a
+    trusted proxy (``X-Forwarded-For``); what rate limits are charged to."""
+    value = request.get(SOURCE_ADDRESS)
+    return value if isinstance(value, str) and value else request.remote or ""
 
 
 class ErrorStyle(enum.Enum):

@@ -41,7 +41,7 @@ from chittyauth.domain.policy import (
 )
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import TokenService
-from chittyauth.http.errors import json_response, oauth_error, request_id_of
+from chittyauth.http.errors import json_response, oauth_error, request_id_of, source_address_of
 from chittyauth.http.legacy import invalid_answer, read_json_object, rfc3339
 from chittyauth.http.oauth import decode_basic
 
@@ -86,7 +86,7 @@ class LegacyIdentityRoutes:
         if len(assertion) > self._tokens.config.max_token_bytes:
             raise Unauthenticated("the Access assertion is too long", reason="ACCESS_MALFORMED")
         identity = self._identity()
-        identity.limit("authenticate", "", request.remote or "")
+        identity.limit("authenticate", "", source_address_of(request))
         login = await identity.portal.login(
             assertion,
             email,
@@ -126,7 +126,7 @@ class LegacyIdentityRoutes:
             raise PermissionDenied(
                 "chitty_id must be the signed-in person's own", reason="CHITTY_ID_MISMATCH"
             )
-        self._identity().limit("authorize", app_id, request.remote or "")
+        self._identity().limit("authorize", app_id, source_address_of(request))
         result = await self._server.oauth.authorize(
             user,
             AuthorizationRequest(
@@ -162,7 +162,7 @@ class LegacyIdentityRoutes:
             code = _text(body, "code")
             verifier = _text(body, "code_verifier")
             redirect_uri = _text(body, "redirect_uri")
-            self._identity().limit("exchange", client_id, request.remote or "")
+            self._identity().limit("exchange", client_id, source_address_of(request))
             grant = await self._server.oauth.exchange_code(
                 client_id, secret, code, redirect_uri, verifier, request_id=request_id_of(request)
             )
@@ -207,7 +207,7 @@ class LegacyIdentityRoutes:
         server_id = _text(body, "server_id", required=False)
         chitty_id = _text(body, "chitty_id", required=False)
         capabilities = _strings(body, "capabilities")
-        self._identity().limit("authenticate", client_id, request.remote or "")
+        self._identity().limit("authenticate", client_id, source_address_of(request))
         issued = await self._identity().mcp_servers.login(
             client_id,
             secret,
@@ -372,7 +372,7 @@ class LegacyIdentityRoutes:
         password = _text(body, "password")
         name = _text(body, "name", required=False)
         identity = self._identity()
-        identity.limit("register", "", request.remote or "")
+        identity.limit("register", "", source_address_of(request))
         account = await identity.accounts.register(
             email, password, name, metadata={}, request_id=request_id_of(request)
         )
@@ -384,7 +384,9 @@ class LegacyIdentityRoutes:
         email = _text(body, "email")
         password = _text(body, "password")
         identity = self._identity()
-        identity.limit("authenticate", "account:" + email.strip().lower(), request.remote or "")
+        identity.limit(
+            "authenticate", "account:" + email.strip().lower(), source_address_of(request)
+        )
         login = await identity.accounts.login(
             email, password, scopes=(), resources=(), device=None,
             request_id=request_id_of(request),

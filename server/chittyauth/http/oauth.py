@@ -4,6 +4,13 @@ They call the same domain functions the gRPC servicers call (``MachineGrants``,
 ``TokenService.validate``, ``OAuthFlows.revoke``) and never re-implement a rule. Errors are raised
 as domain errors and rendered as RFC 6749 JSON by the app's middleware (``http/errors.py``).
 
+Client authentication is ``domain/client_auth.py``: these handlers only extract what a request
+presents (``presented_client``: Basic header, form body, or the id alone) and ask it, naming the
+endpoint; the registered ``token_endpoint_auth_method`` is enforced there. Each endpoint first
+charges its rate-limit bucket (``policy.http_rule``) to the client it names and to the caller's
+true source address. Introspection answers ``active`` only for a token ``policy.may_introspect``
+lets the caller see.
+
 The token endpoint dispatches on ``grant_type`` through a table: ``client_credentials``
 (``MachineGrants``), and ``authorization_code``, ``refresh_token`` and RFC 8693 token exchange
 (``OAuthFlows``); another grant registers its handler with
@@ -24,7 +31,10 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from chittyauth.config import Config
+from chittyauth.domain import client_auth, policy
 from chittyauth.domain.audit import audit_refusal
+from chittyauth.domain.client_auth import PresentedClient
+from chittyauth.domain.clients import AUTH_BASIC, AUTH_NONE, AUTH_POST
 from chittyauth.domain.errors import (
     DomainError,
     InvalidClient,
@@ -42,20 +52,18 @@ from chittyauth.http.errors import (
     read_body,
     request_id_of,
     require_content_type,
+    source_address_of,
 )
 from chittyauth.http.metrics import Metrics
 from chittyauth.store.sqlite import SqliteStore
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 INTROSPECTION_CACHE_SIZE = 20_000
-AUTH_BASIC = "client_secret_basic"
-AUTH_POST = "client_secret_post"
-AUTH_NONE = "none"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_AUTHORIZATION_CODE = "authorization_code"
 GRANT_REFRESH_TOKEN = "refresh_token"
 # A bearer caller of /introspect needs this scope (or chittyauth:admin).
-INTROSPECT_SCOPE = "introspect"
+INTROSPECT_SCOPE = policy.INTROSPECT
 # The platform's scopes, advertised in the metadata (admin scopes are not advertised).
 PLATFORM_SCOPES = ("mcp:read", "mcp:write", "chittyos:services", "cross_sync")
 
@@ -118,16 +126,6 @@ class FormParams:
         if any(len(v) > limit for v in values):
             raise InvalidRequest(f"a {name} is longer than {limit} characters")
         return tuple(values)
-
-
-@dataclass(frozen=True, slots=True)
-class PresentedClient:
-    """The client credentials a request carries, not yet checked."""
-
-    client_id: str
-    secret: str = field(repr=False)
-    # client_secret_basic | client_secret_post | none
-    method: str
 
 
 async def read_form(request: web.Request, max_body_bytes: int) -> FormParams:
@@ -193,6 +191,16 @@ def presented_client(request: web.Request, form: FormParams) -> PresentedClient 
     if form_id:
         return PresentedClient(form_id, "", AUTH_NONE)
     return None
+
+
+def claimed_client_id(request: web.Request, form: FormParams) -> str:
+    """The client id a request names, for its rate-limit bucket; '' when it names none or
+    names it badly (the refusal comes later, from ``presented_client``)."""
+    try:
+        presented = presented_client(request, form)
+    except DomainError:
+        return ""
+    return presented.client_id if presented is not None else ""
 
 
 def decode_basic(credentials: str) -> tuple[str, str]:
@@ -291,11 +299,26 @@ class ClientLike(Protocol):
     @property
     def confidential(self) -> bool: ...
 
+    @property
+    def token_endpoint_auth_method(self) -> str: ...
+
+    @property
+    def allowed_scopes(self) -> tuple[str, ...]: ...
+
+    @property
+    def server_id(self) -> str: ...
+
 
 class ClientDocuments(Protocol):
     """Client ID Metadata Documents (``domain/cimd.py``)."""
 
     async def ensure(self, client_id: str, *, request_id: str = "") -> None: ...
+
+
+class Limiter(Protocol):
+    """The rate limiter (``IdentityFlows``)."""
+
+    def limit(self, operation: str, client_id: str, address: str) -> None: ...
 
 
 class ClientLookup(Protocol):
@@ -323,6 +346,7 @@ class OAuthEndpoints:
         metrics: Counts issued tokens and validations.
         documents: Makes a URL client_id (a Client ID Metadata Document) known to the
             registry before a grant looks it up; None when CIMD is off.
+        limiter: Returns the rate limiter (``IdentityFlows``), or None before it exists.
     """
 
     def __init__(
@@ -336,7 +360,9 @@ class OAuthEndpoints:
         clients: Callable[[], ClientLookup | None],
         metrics: Metrics,
         documents: ClientDocuments | None = None,
+        limiter: Callable[[], Limiter | None] = lambda: None,
     ) -> None:
+        self._limiter = limiter
         self._issuer = config.tokens.issuer
         self._max_body = config.http.max_body_bytes
         self._max_token = config.tokens.max_token_bytes
@@ -398,6 +424,7 @@ class OAuthEndpoints:
     async def token(self, request: web.Request) -> web.Response:
         """Issues a token for the form's ``grant_type``."""
         form = await read_form(request, self._max_body)
+        self._charge(request, "POST /token", claimed_client_id(request, form))
         grant_type = form.single("grant_type", limit=256)
         if not grant_type:
             raise InvalidRequest("grant_type is required", reason="MISSING_GRANT_TYPE")
@@ -419,13 +446,14 @@ class OAuthEndpoints:
         """RFC 6749 §4.4 for a confidential client with its secret."""
         scopes = parse_scope(request.form.single("scope"))
         resources = request.form.every("resource", limit=MAX_PARAM_LENGTH, max_count=MAX_RESOURCES)
-        client_id, secret = _id_and_secret(request.client)
+        client_id, secret, method = _credentials(request.client)
         issued = await self._grants.client_credentials(
             client_id,
             secret,
             scopes,
             resources,
             request_id=request.request_id,
+            method=method,
         )
         return TokenReply(
             access_token=issued.token,
@@ -437,7 +465,7 @@ class OAuthEndpoints:
     async def _authorization_code(self, request: TokenRequest) -> TokenReply:
         """RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5); a public client sends only client_id."""
         form = request.form
-        client_id, secret = _id_and_secret(request.client)
+        client_id, secret, method = _credentials(request.client)
         grant = await self._flows.exchange_code(
             client_id,
             secret,
@@ -445,26 +473,28 @@ class OAuthEndpoints:
             form.single("redirect_uri"),
             form.single("code_verifier"),
             request_id=request.request_id,
+            method=method,
         )
         return _grant_reply(grant)
 
     async def _refresh_token(self, request: TokenRequest) -> TokenReply:
         """RFC 6749 §6: rotates the refresh token; ``scope`` may only narrow."""
         form = request.form
-        client_id, secret = _id_and_secret(request.client)
+        client_id, secret, method = _credentials(request.client)
         grant = await self._flows.refresh(
             client_id,
             secret,
             form.single("refresh_token"),
             parse_scope(form.single("scope")),
             request_id=request.request_id,
+            method=method,
         )
         return _grant_reply(grant)
 
     async def _token_exchange(self, request: TokenRequest) -> TokenReply:
         """RFC 8693 §2.1, by the client's exchange policy (``OAuthFlows.token_exchange``)."""
         form = request.form
-        client_id, secret = _id_and_secret(request.client)
+        client_id, secret, method = _credentials(request.client)
         grant = await self._flows.token_exchange(
             client_id,
             secret,
@@ -477,15 +507,20 @@ class OAuthEndpoints:
             parse_scope(form.single("scope")),
             requested_token_type=form.single("requested_token_type", limit=256),
             request_id=request.request_id,
+            method=method,
         )
         return _grant_reply(grant)
 
     # -- RFC 7662 -----------------------------------------------------------------------------
 
     async def introspect(self, request: web.Request) -> web.Response:
-        """Whether a token is active, and its claims; the caller must authenticate."""
+        """Whether a token is active, and its claims; the caller must authenticate.
+
+        RFC 7662 §4: a caller learns about a token only if ``policy.may_introspect`` says so;
+        for any other token the answer is the one an unknown token gets.
+        """
         form = await read_form(request, self._max_body)
-        await self._authorize_introspection(request, form)
+        caller = await self._authorize_introspection(request, form)
         token = form.single("token", limit=self._max_token)
         if not token:
             raise InvalidRequest("token is required", reason="MISSING_TOKEN")
@@ -493,7 +528,7 @@ class OAuthEndpoints:
         form.single("token_type_hint", limit=64)
         result = self._tokens.validate(token)
         self._metrics.validation(result.active, result.reason)
-        if not result.active:
+        if not result.active or not policy.may_introspect(caller, result.claims):
             return json_response({"active": False}, headers=NO_STORE)
         if result.kind != "access_token":
             return json_response(introspection_body(result.claims), headers=NO_STORE)
@@ -508,13 +543,22 @@ class OAuthEndpoints:
             cached = self._introspected[token] = (result.claims, body)
         return web.Response(body=cached[1], content_type=JSON_CONTENT_TYPE, headers=NO_STORE)
 
-    async def _authorize_introspection(self, request: web.Request, form: FormParams) -> None:
+    async def _authorize_introspection(
+        self, request: web.Request, form: FormParams
+    ) -> policy.Introspector:
+        """Who is asking: a client by its registered method, or a bearer with ``introspect``."""
         bearer = _bearer(request)
         if bearer is None:
-            await self._authenticate_client(
-                presented_client(request, form), "token.introspect", request_id_of(request)
+            presented = presented_client(request, form)
+            self._charge(request, "POST /introspect", presented.client_id if presented else "")
+            client = await self._authenticate_client(
+                presented, "token.introspect", request_id_of(request), client_auth.INTROSPECT
             )
-            return
+            return policy.Introspector(
+                client.client_id,
+                names=(client.server_id,) if client.server_id else (),
+                scopes=frozenset(client.allowed_scopes),
+            )
         try:
             if "client_secret" in form:
                 raise InvalidRequest(
@@ -522,10 +566,18 @@ class OAuthEndpoints:
                     reason="MULTIPLE_CLIENT_AUTHENTICATION",
                 )
             principal = self._tokens.principal_for(bearer)
-            principal.require_scope(INTROSPECT_SCOPE)
         except DomainError as refusal:
+            # A flood of bad bearers is charged to its address (and may be refused for it).
+            self._charge(request, "POST /introspect", "")
             await self._audit_failure("bearer", "token.introspect", refusal, request)
             raise
+        self._charge(request, "POST /introspect", principal.client_id)
+        try:
+            principal.require_scope(INTROSPECT_SCOPE)
+        except DomainError as refusal:
+            await self._audit_failure(principal.client_id, "token.introspect", refusal, request)
+            raise
+        return policy.Introspector(principal.client_id, scopes=principal.scopes)
 
     # -- RFC 7009 -----------------------------------------------------------------------------
 
@@ -533,8 +585,10 @@ class OAuthEndpoints:
         """Revokes a token the authenticated client holds; 200 for unknown tokens (§2.2)."""
         form = await read_form(request, self._max_body)
         request_id = request_id_of(request)
+        presented = presented_client(request, form)
+        self._charge(request, "POST /revoke", presented.client_id if presented else "")
         client = await self._authenticate_client(
-            presented_client(request, form), "token.revoke", request_id, allow_public=True
+            presented, "token.revoke", request_id, client_auth.REVOKE
         )
         token = form.single("token", limit=self._max_token)
         if not token:
@@ -547,29 +601,27 @@ class OAuthEndpoints:
 
     # -- shared -------------------------------------------------------------------------------
 
+    def _charge(self, request: web.Request, route: str, client_id: str) -> None:
+        """Charges ``route``'s rate-limit bucket to ``client_id`` and the caller's address.
+
+        Raises:
+            RateLimited: 429 with ``Retry-After``.
+        """
+        limiter = self._limiter()
+        if limiter is not None:
+            limiter.limit(policy.http_rule(route).bucket, client_id, source_address_of(request))
+
     async def _authenticate_client(
         self,
         presented: PresentedClient | None,
         action: str,
         request_id: str,
-        *,
-        allow_public: bool = False,
+        endpoint: client_auth.Endpoint,
     ) -> ClientLike:
-        """The registered client behind the request's credentials; refusals are audited.
-
-        A public client (``none``) is accepted only where ``allow_public`` says so, and only
-        if it is registered as public: a confidential client must always prove its secret.
-        """
+        """The registered client behind the request's credentials (``client_auth``);
+        refusals are audited."""
         try:
-            registry = self._clients()
-            if presented is None or registry is None:
-                raise InvalidClient("client authentication failed")
-            if presented.method != AUTH_NONE:
-                return registry.authenticate(presented.client_id, presented.secret)
-            client = registry.get(presented.client_id)
-            if not allow_public or client is None or client.confidential:
-                raise InvalidClient("client authentication failed")
-            return client
+            return client_auth.authenticate_client(self._clients(), presented, endpoint)
         except DomainError as refusal:
             actor = presented.client_id if presented is not None else ""
             await self._write_failure(actor, action, refusal, request_id)
@@ -586,9 +638,12 @@ class OAuthEndpoints:
         await audit_refusal(self._store, refusal, action=action, actor=actor, request_id=request_id)
 
 
-def _id_and_secret(client: PresentedClient | None) -> tuple[str, str]:
-    # No credentials at all still reach the domain, which refuses and audits the attempt.
-    return (client.client_id, client.secret) if client is not None else ("", "")
+def _credentials(client: PresentedClient | None) -> tuple[str, str, str]:
+    """(client_id, secret, method) for a grant. No credentials at all still reach the domain
+    (as the ``none`` method of no client), which refuses and audits the attempt."""
+    if client is None:
+        return "", "", AUTH_NONE
+    return client.client_id, client.secret, client.method
 
 
 def _grant_reply(grant: TokenGrant) -> TokenReply:

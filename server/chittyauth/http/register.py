@@ -38,6 +38,7 @@ from chittyauth.domain.clients import (
     check_redirect_uri,
 )
 from chittyauth.domain.errors import DomainError, InvalidRequest, Unavailable
+from chittyauth.domain.policy import http_rule
 from chittyauth.http.errors import (
     JSON_CONTENT_TYPE,
     NO_STORE,
@@ -46,6 +47,7 @@ from chittyauth.http.errors import (
     read_body,
     request_id_of,
     require_content_type,
+    source_address_of,
 )
 from chittyauth.http.oauth import PLATFORM_SCOPES
 from chittyauth.store.protocol import AuditRecord
@@ -211,7 +213,7 @@ class RegistrationEndpoint:
         request_id = request_id_of(request)
         limiter = self._limiter()
         if limiter is not None:
-            limiter.limit("register", "", request.remote or "")
+            limiter.limit(http_rule("POST /register").bucket, "", source_address_of(request))
         if not self._authorized(request):
             await self._audit_failure("INVALID_INITIAL_ACCESS_TOKEN", request_id)
             description = "a valid initial access token is required"

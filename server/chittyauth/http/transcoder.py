@@ -4,7 +4,9 @@ Built once from the service descriptors; no code per RPC. Each method's ``google
 rule (and its ``additional_bindings``) is compiled into a route. A request that matches one is
 turned into the method's request message and sent over a ``grpc.aio`` channel to the service's
 own gRPC port, so it passes through the same interceptors (authentication, rate limits,
-metrics) as any gRPC caller; the shim never re-implements a rule.
+metrics) as any gRPC caller; the shim never re-implements a rule. The HTTP caller's true
+address travels with the call in metadata the gRPC side believes only from this shim
+(``rpc/forwarded.py``), so rate limits are charged to the caller, not to 127.0.0.1.
 
 Path templates follow the google.api.http grammar::
 
@@ -57,7 +59,9 @@ from multidict import MultiMapping
 
 from chittyauth.config import HttpConfig
 from chittyauth.http import status as rpc_http
+from chittyauth.http.errors import source_address_of
 from chittyauth.http.status import HttpError
+from chittyauth.rpc.forwarded import RESERVED_KEYS, forwarded_metadata
 
 JSON_CONTENT_TYPE = "application/json"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
@@ -455,7 +459,12 @@ class Transcoder:
     ) -> None:
         self._routes = _compile(services, channel)
         self._max_body = config.max_body_bytes
-        self._forwarded = tuple(dict.fromkeys(h.lower() for h in config.forwarded_headers))
+        # The shim's own keys are never copied from a request, whatever the config lists.
+        self._forwarded = tuple(
+            dict.fromkeys(
+                h.lower() for h in config.forwarded_headers if h.lower() not in RESERVED_KEYS
+            )
+        )
         self._cors_origins = frozenset(config.cors_origins)
         self._timeout = timeout
         self._header_wait = stream_header_wait
@@ -528,6 +537,7 @@ class Transcoder:
                 if not (value.isascii() and value.isprintable()):
                     raise _Rejected(rpc_http.bad_request(f"header {name} must be printable ASCII"))
                 metadata.append((name, value))
+        metadata.extend(forwarded_metadata(source_address_of(request)))
         return metadata
 
     async def _read_body(self, request: web.Request) -> bytes:

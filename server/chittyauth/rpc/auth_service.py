@@ -283,6 +283,9 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
     ) -> auth_service_pb2.IssueTokenResponse:
         if self.issuer is None:
             raise Unavailable("token issuing is not ready", reason="NOT_READY")
+        call = current_call()
+        issuer_client = call.principal.client_id if call.principal is not None else ""
+        self._identity().limit("issue", issuer_client, call.client_address)
         ttl_s: int | None = None
         if request.HasField("ttl"):
             # Whole seconds, rounding a fraction up so a tiny positive ttl is not zero.

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from chittyauth.domain.principal import Principal
+from chittyauth.rpc.forwarded import vouched_address
 
 
 class CallInfo(NamedTuple):
@@ -42,7 +43,12 @@ class CallInfo(NamedTuple):
 
     @property
     def client_address(self) -> str:
-        """The caller's IP address, from the gRPC peer string (``ipv4:127.0.0.1:5555``)."""
+        """The caller's true IP address: for a call transcoded by our own HTTP shim, the HTTP
+        caller's (vouched for by the shim's secret, ``rpc/forwarded.py``); otherwise the gRPC
+        peer's, from the peer string (``ipv4:127.0.0.1:5555``)."""
+        vouched = vouched_address(self.metadata)
+        if vouched:
+            return vouched
         kind, _, rest = self.peer.partition(":")
         if kind == "ipv4":
             return rest.rsplit(":", 1)[0]
