@@ -322,6 +322,7 @@ class Server:
         from chittyauth.domain.issuance import TokenIssuer
 
         self.servicers["AuthService"].issuer = TokenIssuer(self.store, self.tokens, self.authority)
+        self.api_key_admin.authority = self.authority
         self.permissions = PermissionRegistry(self.store, self.authority, self.clock)
         self.servicers["PermissionService"] = PermissionServicer(self.permissions, self.tokens)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -38,6 +40,15 @@ from chittyauth.domain.chittyid import mint_official
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY, status_for
 from tests.client.conftest import create_service_client
 from tests.clients.helpers import running
+from tests.support.fixtures import vouching_authority, with_authority
+
+
+@pytest.fixture
+async def config(config: Config, tmp_path: Path) -> AsyncIterator[Config]:
+    """Keys are made for ChittyIDs only while the authority vouches for them (fail closed)."""
+    async with vouching_authority(tmp_path, OWNER) as authority:
+        yield with_authority(config, authority)
+
 
 OWNER = mint_official("PEO", random.Random(7))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,11 +16,13 @@ from chitty.auth.v1 import client_pb2
 from chittyauth.app import Server
 from chittyauth.clock import Clock
 from chittyauth.config import Config
+from chittyauth.domain.chittyid import mint_official
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY
 from chittyauth.store.protocol import AuditQuery, StoredAuditEvent
 
-OWNER = "AB-C-PEO-1234-P-56-H-7"
-OTHER = "CD-E-PEO-5678-P-12-K-3"
+# Official-form ChittyIDs with a valid check character, so a dev authority can vouch for them.
+OWNER = mint_official("PEO", random.Random(1))
+OTHER = mint_official("PEO", random.Random(2))
 
 
 def reason(error: aio.AioRpcError) -> str:

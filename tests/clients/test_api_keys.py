@@ -6,7 +6,8 @@ import base64
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,10 +29,18 @@ from chittyauth.domain import ids
 from chittyauth.domain.apikeys import is_well_formed, new_api_key
 from tests.clients.helpers import OTHER, OWNER, audit_events, reason, running, sql_all
 from tests.conftest import bearer
+from tests.support.fixtures import vouching_authority, with_authority
 
 Mint = Callable[..., Awaitable[str]]
 pb = api_key_service_pb2
 KEY_SHAPE = re.compile(r"sk_live_[A-Za-z0-9_-]{43}")
+
+
+@pytest.fixture
+async def config(config: Config, tmp_path: Path) -> AsyncIterator[Config]:
+    """Keys are made for ChittyIDs only while the authority vouches for them (fail closed)."""
+    async with vouching_authority(tmp_path, OWNER, OTHER) as authority:
+        yield with_authority(config, authority)
 
 
 @pytest.fixture

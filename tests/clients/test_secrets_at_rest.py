@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from grpc import aio
 
 from chitty.auth.v1 import (
@@ -17,6 +19,14 @@ from chittyauth.domain import ids
 from tests.clients.helpers import OWNER, linked_app, running
 from tests.clients.helpers import admin_token as mint_admin
 from tests.conftest import bearer
+from tests.support.fixtures import vouching_authority, with_authority
+
+
+@pytest.fixture
+async def config(config: Config, tmp_path: Path) -> AsyncIterator[Config]:
+    """Keys are made for ChittyIDs only while the authority vouches for them (fail closed)."""
+    async with vouching_authority(tmp_path, OWNER) as authority:
+        yield with_authority(config, authority)
 
 
 def database_bytes(config: Config) -> bytes:

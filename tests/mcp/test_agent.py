@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +17,13 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from chitty.auth.v1 import client_pb2, client_service_pb2, client_service_pb2_grpc
 from chittyauth.app import Server
-from tests.conftest import bearer
+from chittyauth.config import Config
+from chittyauth.domain.chittyid import mint_official
+from tests.conftest import bearer, running_server, token_minter
 from tests.oauth.conftest import register
+from tests.support.fixtures import vouching_authority, with_authority
 
-USER = "AB-C-PEO-1234-P-56-H-7"
+USER = mint_official("PEO", random.Random(1))  # a dev authority can vouch for it
 TOOLS = {
     "generate_api_key",
     "validate_api_key",
@@ -112,33 +117,42 @@ async def test_lists_exactly_the_eleven_tools(open_agent: Opener) -> None:
                 assert prop.get("description") or prop.get("type") in ("integer", "string")
 
 
-async def test_api_keys(open_agent: Opener) -> None:
-    async with open_agent() as session:
-        ok, key = await call(
-            session, "generate_api_key", chitty_id=USER, name="ci", scopes=["read"]
-        )
-        assert not ok, key
-        assert key["api_key"].startswith("sk_live_")
-        assert key["chitty_id"] == USER
-        assert key["scopes"] == ["read"]
-        assert key["key_id"]
-        assert key["created_at"]
+async def test_api_keys(config: Config, tmp_path: Path) -> None:
+    # An admin's key for another ChittyID: only while the authority vouches for it.
+    async with (
+        vouching_authority(tmp_path, USER) as authority,
+        running_server(with_authority(config, authority)) as server,
+        aio.insecure_channel(server.grpc_target) as channel,
+    ):
+        client_id, secret = await _agent_client(channel, await token_minter(server)())
+        async with agent(server.grpc_target, client_id, secret) as session:
+            await _api_key_tools(session)
 
-        ok, verdict = await call(session, "validate_api_key", api_key=key["api_key"])
-        assert not ok
-        assert verdict["valid"]
-        assert verdict["chitty_id"] == USER
-        assert verdict["scopes"] == ["read"]
 
-        _, verdict = await call(session, "validate_api_key", api_key="sk_live_" + "A" * 43)
-        assert verdict["valid"] is False
-        assert verdict["reason"]
+async def _api_key_tools(session: ClientSession) -> None:
+    ok, key = await call(session, "generate_api_key", chitty_id=USER, name="ci", scopes=["read"])
+    assert not ok, key
+    assert key["api_key"].startswith("sk_live_")
+    assert key["chitty_id"] == USER
+    assert key["scopes"] == ["read"]
+    assert key["key_id"]
+    assert key["created_at"]
 
-        refused(await call(session, "validate_api_key"), "INVALID_ARGUMENT")
-        refused(await call(session, "generate_api_key", chitty_id=USER, scopes="read"))
-        refused(
-            await call(session, "generate_api_key", chitty_id="not a chitty id"), "INVALID_ARGUMENT"
-        )
+    ok, verdict = await call(session, "validate_api_key", api_key=key["api_key"])
+    assert not ok
+    assert verdict["valid"]
+    assert verdict["chitty_id"] == USER
+    assert verdict["scopes"] == ["read"]
+
+    _, verdict = await call(session, "validate_api_key", api_key="sk_live_" + "A" * 43)
+    assert verdict["valid"] is False
+    assert verdict["reason"]
+
+    refused(await call(session, "validate_api_key"), "INVALID_ARGUMENT")
+    refused(await call(session, "generate_api_key", chitty_id=USER, scopes="read"))
+    refused(
+        await call(session, "generate_api_key", chitty_id="not a chitty id"), "INVALID_ARGUMENT"
+    )
 
 
 async def test_tokens(open_agent: Opener, token_for: Callable[..., Awaitable[str]]) -> None:

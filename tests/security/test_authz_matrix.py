@@ -124,9 +124,13 @@ async def _mint(server: Server, claims: dict[str, Any]) -> str:
     return issued.token
 
 
-async def _api_key(channel: aio.Channel, admin: str) -> str:
+async def _api_key(server: Server, channel: aio.Channel) -> str:
+    # The person's own key: the admin naming another ChittyID would ask the authority.
+    person = await _mint(
+        server, {**(PRINCIPALS["person"][1] or {}), "scopes": (policy.API_KEYS_GENERATE,)}
+    )
     reply = await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
-        api_key_service_pb2.CreateApiKeyRequest(chitty_id=PERSON), metadata=bearer(admin)
+        api_key_service_pb2.CreateApiKeyRequest(), metadata=bearer(person)
     )
     return reply.key
 
@@ -173,7 +177,7 @@ async def tokens(server: Server, channel: aio.Channel) -> dict[str, tuple[str, S
             minted[name] = ("", ())
         elif claims is not None:
             minted[name] = (await _mint(server, claims), tuple(claims["scopes"]))
-    minted["api_key"] = (await _api_key(channel, minted["admin"][0]), ("read",))
+    minted["api_key"] = (await _api_key(server, channel), ("read",))
     return minted
 
 

@@ -2,7 +2,7 @@
 
 The ChittyID cache is on (as in production), warmed while the authority is up, and the real
 dev authority process is then stopped. Every path that issues or writes for a named ChittyID
-(MCP server login for a person, IssueToken, GrantPermission) must
+(MCP server login for a person, IssueToken, GrantPermission, CreateApiKey) must
 answer UNAVAILABLE ``AUTHORITY_UNAVAILABLE`` rather than vouch for the ID from memory; and a
 cached verdict must not outlive the outage (the authority may have disowned the ID meanwhile).
 """
@@ -22,6 +22,8 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chitty.auth.v1 import (
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
     auth_service_pb2,
     auth_service_pb2_grpc,
     client_pb2,
@@ -138,14 +140,36 @@ async def issuing_calls(
     }
 
 
+async def key_calls(server: Server, channel: aio.Channel, person: str) -> dict[str, Call]:
+    """API keys for ``person``: the person's own, and one an admin creates for them."""
+    mint = token_minter(server)
+    admin = await mint(subject="ops", client_id="ops")
+    own = await mint(
+        subject=person, chitty_id=person, client_id="chittyauth-portal", token_use="portal",
+        scopes=("api_keys:generate",),
+    )  # fmt: skip
+    keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+    return {
+        "own_api_key": lambda: keys.CreateApiKey(
+            api_key_service_pb2.CreateApiKeyRequest(), metadata=bearer(own)
+        ),
+        "admin_api_key": lambda: keys.CreateApiKey(
+            api_key_service_pb2.CreateApiKeyRequest(chitty_id=person), metadata=bearer(admin)
+        ),
+    }
+
+
 async def test_nothing_is_issued_from_cache_while_the_authority_is_down(
     cached_server: Server, channel: aio.Channel, dev_authority: DevAuthority
 ) -> None:
     person, grantee = await mint_person(dev_authority), await mint_person(dev_authority)
-    calls = await issuing_calls(cached_server, channel, person, grantee)
+    calls = {
+        **await issuing_calls(cached_server, channel, person, grantee),
+        **await key_calls(cached_server, channel, person),
+    }
     for call in calls.values():
         await call()  # each path works, and the authority's verdicts are now cached
-    tables = ("tokens", "permission_grants")
+    tables = ("tokens", "permission_grants", "api_keys")
     before = {table: count(cached_server, table) for table in tables}
 
     await dev_authority.stop()

@@ -45,11 +45,13 @@ from tests.sessions.helpers import put_state, sync
 __all__ = ["admin", "clock", "mint", "oauth_channel", "oauth_config", "oauth_server"]
 
 
-async def _person(oauth_server: Server, session_id: str) -> str:
+async def _person(
+    oauth_server: Server, session_id: str, scopes: tuple[str, ...] = policy.PERSON_SCOPES
+) -> str:
     async with oauth_server.store.transaction() as tx:
         issued = await oauth_server.tokens.issue(
             tx, subject=USER, chitty_id=USER, client_id="chittyauth-portal",
-            token_use="portal", scopes=policy.PERSON_SCOPES, session_id=session_id,
+            token_use="portal", scopes=scopes, session_id=session_id,
         )  # fmt: skip
     return issued.token
 
@@ -73,7 +75,8 @@ async def test_an_app_with_mcp_read_cannot_touch_the_session_keys_or_grants(
     person = await _person(oauth_server, session.session_id)
     await put_state(sessions, person, session.name, b"secret notes", 0)
     key = await keys.CreateApiKey(
-        api_key_service_pb2.CreateApiKeyRequest(chitty_id=USER), metadata=bearer(admin)
+        api_key_service_pb2.CreateApiKeyRequest(),
+        metadata=bearer(await _person(oauth_server, "", scopes=(policy.API_KEYS_GENERATE,))),
     )
 
     # The app: approved for mcp:read only, through the real code flow.

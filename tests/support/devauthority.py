@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+
+from chittyauth.devauthority import AuthorityState, MintedId
 
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
@@ -27,9 +30,13 @@ class DevAuthority:
     Use as ``async with DevAuthority(tmp_path) as authority:`` or call ``start()``/``stop()``.
     """
 
-    def __init__(self, workdir: Path, *, api_key: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, api_key: str | None = None, known_ids: Sequence[str] = ()
+    ) -> None:
         self.workdir = workdir
         self.api_key = api_key
+        # IDs the authority vouches for from its first start, as if it had minted them.
+        self.known_ids = tuple(known_ids)
         self.data_file = workdir / "dev-authority.json"
         self.log_file = workdir / "dev-authority.log"
         self._port_file = workdir / "dev-authority.port"
@@ -66,6 +73,11 @@ class DevAuthority:
         if self.running:
             raise RuntimeError("the dev authority is already running")
         self._port_file.unlink(missing_ok=True)
+        if self.known_ids and not self.data_file.exists():
+            state = AuthorityState(self.data_file)
+            for chitty_id in self.known_ids:
+                state.minted[chitty_id] = MintedId(entity="PEO", timestamp="", name=None)
+            state.save()
         args = [
             sys.executable,
             "-m",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import jwt
@@ -30,7 +31,11 @@ from tests.foundation.test_config import run_cli
 
 
 async def test_client_credentials_validate_revoke_and_audit(
-    server: Server, channel: aio.Channel, admin_token: str, caplog: pytest.LogCaptureFixture
+    server: Server,
+    channel: aio.Channel,
+    admin_token: str,
+    token_for: Callable[..., Awaitable[str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     clients = client_service_pb2_grpc.ClientServiceStub(channel)
@@ -77,12 +82,14 @@ async def test_client_credentials_validate_revoke_and_audit(
     assert after.inactive_reason == token_pb2.INACTIVE_REASON_REVOKED
 
     api_keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+    person = "AB-C-PEO-1234-P-56-H-7"
+    owner = await token_for(
+        subject=person, chitty_id=person, token_use="portal", scopes=("api_keys:generate",)
+    )
     api_key = (
         await api_keys.CreateApiKey(
-            api_key_service_pb2.CreateApiKeyRequest(
-                chitty_id="AB-C-PEO-1234-P-56-H-7", display_name="k", scopes=["read"]
-            ),
-            metadata=bearer(admin_token),
+            api_key_service_pb2.CreateApiKeyRequest(display_name="k", scopes=["read"]),
+            metadata=bearer(owner),
         )
     ).key
 
@@ -95,7 +102,7 @@ async def test_client_credentials_validate_revoke_and_audit(
 
     # No secret in any audit record or log line.
     everything = repr(events) + "\n".join(r.getMessage() + repr(vars(r)) for r in caplog.records)
-    for secret_value in (secret, token, api_key, admin_token):
+    for secret_value in (secret, token, api_key, admin_token, owner):
         assert secret_value not in everything
 
 

@@ -28,6 +28,7 @@ from chittyauth.domain.errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from chittyauth.domain.paging import decode_page_token, encode_page_token, page_size
 from chittyauth.domain.principal import Principal
@@ -152,6 +153,9 @@ class ApiKeyRegistry:
 class ChittyIdValidator(Protocol):
     """The ChittyID authority (``identity.authority.AuthorityClient``)."""
 
+    @property
+    def available(self) -> bool: ...
+
     async def validate(self, chitty_id: str) -> _Verdict: ...
 
 
@@ -199,7 +203,9 @@ class ApiKeyAdmin:
         self._store = store
         self._registry = registry
         self._revoker = revoker
-        self._authority = authority
+        # Set by the composition root once the authority client exists; keys are created for
+        # a ChittyID only while it is reachable (fail closed).
+        self.authority = authority
         self._allow_legacy_ids = allow_legacy_ids
 
     async def create(
@@ -237,19 +243,14 @@ class ApiKeyAdmin:
                         reason="INSUFFICIENT_SCOPE",
                         metadata={"scopes": " ".join(beyond)[:256]},
                     )
-            elif owner != _own_chitty_id(caller) and self._authority is not None:
-                verdict = await self._authority.validate(owner)
-                if not verdict.valid:
-                    raise InvalidRequest(
-                        "chitty_id is not known to the ChittyID authority",
-                        reason="UNKNOWN_CHITTY_ID",
-                    )
             name = display_name
             if len(name) > MAX_DISPLAY_NAME_LENGTH or (name and not name.isprintable()):
                 raise InvalidRequest(
                     f"display_name must be at most {MAX_DISPLAY_NAME_LENGTH} printable characters",
                     reason="INVALID_DISPLAY_NAME",
                 )
+            _check_expire_time(expire_time, self._store.clock.now())
+            await self._vouch(caller, owner)
             return owner, name, key_scopes
 
         try:
@@ -259,11 +260,7 @@ class ApiKeyAdmin:
             raise
 
         async def work(tx: SqliteTransaction) -> IssuedApiKey:
-            if expire_time is not None and not tx.now < expire_time <= tx.now + MAX_LIFETIME_S:
-                raise InvalidRequest(
-                    "expire_time must be in the future and within ten years",
-                    reason="INVALID_EXPIRE_TIME",
-                )
+            _check_expire_time(expire_time, tx.now)
             if await rows.count_active(tx, owner, tx.now) >= MAX_ACTIVE_KEYS_PER_OWNER:
                 raise FailedPrecondition(
                     f"at most {MAX_ACTIVE_KEYS_PER_OWNER} active API keys per owner;"
@@ -369,6 +366,23 @@ class ApiKeyAdmin:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    async def _vouch(self, caller: Principal, owner: str) -> None:
+        """Fail closed: no key for a ChittyID while the authority is known to be down, and
+        another person's ChittyID (an admin's request) is validated with it first."""
+        if self.authority is None:
+            return
+        if not self.authority.available:
+            raise Unavailable(
+                "the ChittyID authority is unavailable", reason="AUTHORITY_UNAVAILABLE"
+            )
+        if owner != _own_chitty_id(caller):
+            verdict = await self.authority.validate(owner)
+            if not verdict.valid:
+                raise InvalidRequest(
+                    "chitty_id is not known to the ChittyID authority",
+                    reason="UNKNOWN_CHITTY_ID",
+                )
+
     def _owner(self, caller: Principal, chitty_id: str) -> str:
         own = _own_chitty_id(caller)
         if not chitty_id:
@@ -440,6 +454,14 @@ def _own_chitty_id(caller: Principal) -> str:
     except InvalidRequest:
         return ""
     return own
+
+
+def _check_expire_time(expire_time: float | None, now: float) -> None:
+    if expire_time is not None and not now < expire_time <= now + MAX_LIFETIME_S:
+        raise InvalidRequest(
+            "expire_time must be in the future and within ten years",
+            reason="INVALID_EXPIRE_TIME",
+        )
 
 
 def _checked_scopes(scopes: Sequence[str]) -> tuple[str, ...]:

@@ -136,9 +136,9 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
     async def Revoke(
         self, request: auth_service_pb2.RevokeRequest, context: Context
     ) -> auth_service_pb2.RevokeResponse:
-        await self._oauth.revoke(
-            request.token, request_id=current_call().request_id, by=caller(self._tokens)
-        )
+        principal, call = caller(self._tokens), current_call()
+        self._identity().limit("revoke", principal.client_id, call.client_address)
+        await self._oauth.revoke(request.token, request_id=call.request_id, by=principal)
         return auth_service_pb2.RevokeResponse()
 
     async def GetJwks(
