@@ -287,3 +287,23 @@ def test_the_documented_table_is_the_policy_table() -> None:
     assert block == policy.markdown_table(), "paste `chittyauth policy` into docs/authz.md"
     for scope in policy.SCOPES:
         assert f"| `{scope}` |" in doc, scope
+
+
+async def test_every_http_route_that_is_not_an_rpc_has_a_row(server: Server) -> None:
+    # What the running shim serves: each (method, path) other than the transcoder's catch-all
+    # and the method-not-allowed answers must have a row, like every RPC.
+    assert server.http is not None
+    assert server.http.app is not None
+    served = set()
+    for route in server.http.app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method in ("*", "HEAD") or path == "/{tail}":
+            continue
+        served.add(f"{route.method} {path}")
+    missing = sorted(r for r in served if "HTTP " + r not in policy.HTTP_ROUTES)
+    assert not missing, f"HTTP routes without a policy row: {missing}"
+    stale = sorted(r for r in policy.HTTP_ROUTES if r.removeprefix("HTTP ") not in served)
+    assert not stale, f"policy rows for routes nobody serves: {stale}"
+    # The historical forms of RPCs answer by the RPC's own row.
+    for route, operation in policy.LEGACY_AS_RPC.items():
+        assert policy.http_rule(route) is policy.rule_for(operation)

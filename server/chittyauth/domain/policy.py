@@ -699,11 +699,50 @@ _HTTP_RULES: tuple[Rule, ...] = (
     _rule(f"{_HTTP}GET /healthz", ALL, summary="anyone: SERVING or NOT_SERVING"),
 )  # fmt: skip
 
-HTTP_ROUTES: dict[str, Rule] = {rule.operation: rule for rule in _HTTP_RULES}
+# The historical routes (docs/legacy routes in ORIGINAL.md). The old form of an RPC answers by
+# that RPC's row, so it cannot reach more than the RPC does; the others have their own rows.
+LEGACY_AS_RPC: dict[str, str] = {
+    "POST /v1/mcp/linked-app/oauth": AUTHORIZE,
+    "POST /v1/tokens/generate": ISSUE_TOKEN,
+    "POST /v1/api-keys/generate": CREATE_API_KEY,
+    "POST /v1/authorizations/grant": GRANT_PERMISSION,
+    "POST /v1/authorizations/check": CHECK_PERMISSION,
+    "GET /v1/authorizations/{chitty_id}": LIST_PERMISSIONS,
+}
+
+_LEGACY_RULES: tuple[Rule, ...] = (
+    _rule(f"{_HTTP}POST /v1/tokens/validate", ALL,
+          summary="anyone: the answer is about the token given (as Validate)"),
+    _rule(f"{_HTTP}POST /v1/api-keys/validate", ALL,
+          summary="anyone: the answer is about the key given (as Validate)"),
+    _rule(f"{_HTTP}GET /health", ALL, summary="anyone: the historical health answer"),
+    _rule(f"{_HTTP}POST /v1/mcp/portal/authenticate", ALL, bucket="authenticate",
+          summary="anyone with a Cloudflare Access assertion (as Authenticate)"),
+    _rule(f"{_HTTP}POST /v1/mcp/linked-app/token", ALL, bucket="exchange",
+          summary="a client by its credentials (as POST /token)"),
+    _rule(f"{_HTTP}POST /v1/mcp/authenticate", ALL, bucket="authenticate",
+          summary="an MCP server by its credentials; for a person only with their consent"),
+    _rule(f"{_HTTP}POST /v1/mcp/validate", ALL,
+          summary="anyone: whether the bearer is an active MCP server token"),
+    _rule(f"{_HTTP}POST /v1/auth/register", ALL, bucket="register",
+          summary="anyone: a password account (as RegisterAccount)"),
+    _rule(f"{_HTTP}POST /v1/auth/login", ALL, bucket="authenticate",
+          summary="anyone with an email and password (as Authenticate)"),
+    _rule(f"{_HTTP}POST /v1/auth/validate", ALL,
+          summary="anyone: whether the bearer is an active password-login token"),
+    _rule(f"{_HTTP}POST /v1/auth/logout", AUTHENTICATED,
+          summary="the bearer itself, which it revokes"),
+)  # fmt: skip
+
+HTTP_ROUTES: dict[str, Rule] = {
+    **{rule.operation: rule for rule in (*_HTTP_RULES, *_LEGACY_RULES)},
+    **{_HTTP + route: POLICY[operation] for route, operation in LEGACY_AS_RPC.items()},
+}
 
 
 def http_rule(route: str) -> Rule:
-    """The rule of ``route`` ("POST /token"); KeyError for a route with none (a bug of ours)."""
+    """The rule of ``route`` ("POST /token"; an old form of an RPC answers with the RPC's row);
+    KeyError for a route with none (a bug of ours)."""
     return HTTP_ROUTES[_HTTP + route]
 
 
@@ -745,25 +784,34 @@ def may_introspect(caller: Introspector, claims: Mapping[str, Any]) -> bool:
 
 
 def markdown_table() -> str:
-    """The policy table as the Markdown docs/authz.md shows (a test keeps the two equal)."""
-    lines = [
+    """The policy table as the Markdown docs/authz.md shows (a test keeps the two equal): the
+    RPCs, then the HTTP routes that are not transcoded RPCs."""
+    header = [
         "| operation | who | scopes (one of) | whose data | in short | rate limit |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for rule in _RULES:
-        if rule.kinds == ALL:
-            kinds = "anyone"
-        elif rule.kinds == AUTHENTICATED:
-            kinds = "any caller with a token"
-        else:
-            kinds = ", ".join(k.value for k in Kind if k in rule.kinds)
-        scoped = ", ".join(f"`{s}`" for s in rule.scopes) or "—"
-        exempt = sorted(k.value for k in rule.unscoped - {Kind.ADMIN} if k in rule.kinds)
-        if rule.scopes and exempt:
-            scoped += f" (not for {', '.join(exempt)})"
-        name = rule.operation.rsplit(".", 1)[-1]
-        lines.append(
-            f"| `{name}` | {kinds} | {scoped} | {rule.owner.value} | {rule.summary} |"
-            f" {rule.bucket or '—'} |"
-        )
-    return "\n".join(lines) + "\n"
+    rpcs = [_markdown_row(rule.operation.rsplit(".", 1)[-1], rule) for rule in _RULES]
+    routes = [
+        _markdown_row(name.removeprefix(_HTTP), rule)
+        if rule.operation == name
+        else f"| `{name.removeprefix(_HTTP)}` | as `{operation_name(rule.operation)}` | | | | |"
+        for name, rule in HTTP_ROUTES.items()
+    ]
+    return "\n".join([*header, *rpcs, "", *header, *routes]) + "\n"
+
+
+def _markdown_row(name: str, rule: Rule) -> str:
+    if rule.kinds == ALL:
+        kinds = "anyone"
+    elif rule.kinds == AUTHENTICATED:
+        kinds = "any caller with a token"
+    else:
+        kinds = ", ".join(k.value for k in Kind if k in rule.kinds)
+    scoped = ", ".join(f"`{s}`" for s in rule.scopes) or "—"
+    exempt = sorted(k.value for k in rule.unscoped - {Kind.ADMIN} if k in rule.kinds)
+    if rule.scopes and exempt:
+        scoped += f" (not for {', '.join(exempt)})"
+    return (
+        f"| `{name}` | {kinds} | {scoped} | {rule.owner.value} | {rule.summary} |"
+        f" {rule.bucket or '—'} |"
+    )

@@ -31,14 +31,6 @@ from chittyauth.domain.errors import (
     UnsupportedGrantType,
 )
 from chittyauth.domain.oauth import AuthorizationRequest
-from chittyauth.domain.policy import (
-    AUTHORIZE,
-    CHECK_PERMISSION,
-    CREATE_API_KEY,
-    GRANT_PERMISSION,
-    ISSUE_TOKEN,
-    LIST_PERMISSIONS,
-)
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.tokens import TokenService
 from chittyauth.http.errors import json_response, oauth_error, request_id_of, source_address_of
@@ -108,7 +100,7 @@ class LegacyIdentityRoutes:
 
     async def linked_app_oauth(self, request: web.Request) -> web.Response:
         """``POST /v1/mcp/linked-app/oauth``: the person (portal token) approves an app."""
-        user = await self._principal(request, AUTHORIZE)
+        user = await self._principal(request, "POST /v1/mcp/linked-app/oauth")
         body = await read_json_object(request, self._max_body)
         app_id = _text(body, "app_id")
         chitty_id = _text(body, "chitty_id")
@@ -126,7 +118,6 @@ class LegacyIdentityRoutes:
             raise PermissionDenied(
                 "chitty_id must be the signed-in person's own", reason="CHITTY_ID_MISMATCH"
             )
-        self._identity().limit("authorize", app_id, source_address_of(request))
         result = await self._server.oauth.authorize(
             user,
             AuthorizationRequest(
@@ -252,7 +243,7 @@ class LegacyIdentityRoutes:
 
     async def generate_token(self, request: web.Request) -> web.Response:
         """``POST /v1/tokens/generate`` (Bearer admin or tokens:issue) -> a user token."""
-        principal = await self._principal(request, ISSUE_TOKEN)
+        principal = await self._principal(request, "POST /v1/tokens/generate")
         body = await read_json_object(request, self._max_body)
         chitty_id = _text(body, "chitty_id")
         ttl_s = _duration(body.get("expires_in"))
@@ -280,7 +271,7 @@ class LegacyIdentityRoutes:
 
     async def generate_api_key(self, request: web.Request) -> web.Response:
         """``POST /v1/api-keys/generate`` (Bearer) -> a new API key, shown once."""
-        principal = await self._principal(request, CREATE_API_KEY)
+        principal = await self._principal(request, "POST /v1/api-keys/generate")
         body = await read_json_object(request, self._max_body)
         chitty_id = _text(body, "chitty_id")
         name = _text(body, "name", required=False)
@@ -311,7 +302,7 @@ class LegacyIdentityRoutes:
 
     async def grant_authorization(self, request: web.Request) -> web.Response:
         """``POST /v1/authorizations/grant`` (Bearer) -> the new authorization."""
-        principal = await self._principal(request, GRANT_PERMISSION)
+        principal = await self._principal(request, "POST /v1/authorizations/grant")
         body = await read_json_object(request, self._max_body)
         grant = await self._server.permissions.grant(
             principal,
@@ -326,7 +317,7 @@ class LegacyIdentityRoutes:
 
     async def check_authorization(self, request: web.Request) -> web.Response:
         """``POST /v1/authorizations/check`` (Bearer) -> ``{authorized, chitty_id, ...}``."""
-        principal = await self._principal(request, CHECK_PERMISSION)
+        principal = await self._principal(request, "POST /v1/authorizations/check")
         body = await read_json_object(request, self._max_body)
         chitty_id = _text(body, "chitty_id")
         permission = _text(body, "permission")
@@ -343,7 +334,7 @@ class LegacyIdentityRoutes:
 
     async def list_authorizations(self, request: web.Request) -> web.Response:
         """``GET /v1/authorizations/{chitty_id}`` (Bearer) -> a page of live grants."""
-        principal = await self._principal(request, LIST_PERMISSIONS)
+        principal = await self._principal(request, "GET /v1/authorizations/{chitty_id}")
         chitty_id = request.match_info["chitty_id"]
         size_text = request.query.get("page_size", "0")
         if not size_text.isdigit() or len(size_text) > 6:
@@ -412,13 +403,17 @@ class LegacyIdentityRoutes:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _principal(self, request: web.Request, operation: str) -> Principal:
-        """The caller, admitted by the policy row of the RPC this route is the old form of."""
+    async def _principal(self, request: web.Request, route: str) -> Principal:
+        """The caller, admitted by the route's policy row (the row of the RPC it is the old
+        form of) and charged to that row's rate-limit bucket."""
         principal = self._tokens.principal_for(_bearer(request))
+        rule = policy.http_rule(route)
         await audit.admit(
-            getattr(self._server, "store", None), policy.rule_for(operation), principal,
+            getattr(self._server, "store", None), rule, principal,
             request_id=request_id_of(request),
         )  # fmt: skip
+        if rule.bucket:
+            self._identity().limit(rule.bucket, principal.client_id, source_address_of(request))
         return principal
 
     def _identity(self) -> Any:
