@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from chittyauth.app import Server
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY
+
+AUTH = "chitty.auth.v1.AuthService"
+
+
+def count(server: Server, table: str) -> int:
+    """The rows of ``table`` in ``server``'s database."""
+    conn = sqlite3.connect(server.config.store.path)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def wait_for_health(channel: aio.Channel, status: int) -> None:
+    """Waits (at most 10 s) until AuthService health reads ``status``."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    for _ in range(200):
+        answer = await stub.Check(health_pb2.HealthCheckRequest(service=AUTH))
+        if answer.status == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"AuthService health never became {status}")
 
 
 def details(error: aio.AioRpcError) -> tuple[str, float | None]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-
 import grpc
 import pytest
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from chitty.auth.v1 import (
     auth_service_pb2,
@@ -17,28 +14,8 @@ from chitty.auth.v1 import (
     permission_service_pb2_grpc,
 )
 from chittyauth.app import Server
-from tests.identity_flows.helpers import details
+from tests.identity_flows.helpers import count, details, wait_for_health
 from tests.support.devauthority import DevAuthority
-
-AUTH = "chitty.auth.v1.AuthService"
-
-
-def count(server: Server, table: str) -> int:
-    conn = sqlite3.connect(server.config.store.path)
-    try:
-        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
-
-
-async def wait_for_health(channel: aio.Channel, status: int) -> None:
-    stub = health_pb2_grpc.HealthStub(channel)
-    for _ in range(100):
-        answer = await stub.Check(health_pb2.HealthCheckRequest(service=AUTH))
-        if answer.status == status:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"AuthService health never became {status}")
 
 
 async def test_outage_refuses_everything_then_recovers(

@@ -9,17 +9,15 @@ cached verdict must not outlive the outage (the authority may have disowned the 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 import pytest
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from chitty.auth.v1 import (
     api_key_service_pb2,
@@ -36,13 +34,12 @@ from chittyauth.config import Config, replace
 from tests.conftest import bearer, running_server, token_minter
 from tests.http_server.conftest import RegisteredClient, register_client
 from tests.identity_flows.conftest import clock, identity_config
-from tests.identity_flows.helpers import details
+from tests.identity_flows.helpers import count, details, wait_for_health
 from tests.support.consent import record_consent
 from tests.support.devauthority import DevAuthority
 
 __all__ = ["clock"]
 
-AUTH = "chitty.auth.v1.AuthService"
 Call = Callable[[], Awaitable[Any]]
 
 
@@ -61,24 +58,6 @@ async def cached_server(
 async def channel(cached_server: Server) -> AsyncIterator[aio.Channel]:
     async with aio.insecure_channel(cached_server.grpc_target) as chan:
         yield chan
-
-
-def count(server: Server, table: str) -> int:
-    conn = sqlite3.connect(server.config.store.path)
-    try:
-        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
-
-
-async def wait_for_health(channel: aio.Channel, status: int) -> None:
-    stub = health_pb2_grpc.HealthStub(channel)
-    for _ in range(200):
-        answer = await stub.Check(health_pb2.HealthCheckRequest(service=AUTH))
-        if answer.status == status:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"AuthService health never became {status}")
 
 
 async def mint_person(authority: DevAuthority) -> str:

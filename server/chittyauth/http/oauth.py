@@ -290,17 +290,8 @@ class TokenReply:
 GrantHandler = Callable[[TokenRequest], Awaitable[TokenReply]]
 
 
-class ClientLike(Protocol):
-    """What the endpoints read of a registered client."""
-
-    @property
-    def client_id(self) -> str: ...
-
-    @property
-    def confidential(self) -> bool: ...
-
-    @property
-    def token_endpoint_auth_method(self) -> str: ...
+class ClientLike(client_auth.RegisteredClient, Protocol):
+    """What the endpoints read of a registered client (beyond what authentication reads)."""
 
     @property
     def allowed_scopes(self) -> tuple[str, ...]: ...
