@@ -11,6 +11,7 @@ from grpc import aio
 
 from chitty.auth.v1 import client_pb2, client_service_pb2, client_service_pb2_grpc
 from chittyauth.config import Config, replace
+from chittyauth.domain import policy
 from chittyauth.domain.errors import DomainError
 from tests.clients.helpers import admin_token, audit_events, running, sql_all
 from tests.conftest import bearer
@@ -63,7 +64,7 @@ async def test_dev_clients_file_bootstraps_the_platform(config: Config) -> None:
             "chittyauth-admin", secret, [], [], request_id="test"
         )
         assert issued.scopes == ("chittyauth:admin",)
-        assert server.tokens.principal_for(issued.token).is_admin
+        assert policy.is_admin(server.tokens.principal_for(issued.token))
         events = await audit_events(server, "client.created")
         assert {e.actor for e in events} == {"system:clients-file"}
         assert all(secret not in repr(e) for e in events)

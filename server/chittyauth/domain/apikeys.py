@@ -232,7 +232,7 @@ class ApiKeyAdmin:
         """
 
         async def prepare() -> tuple[str, str, tuple[str, ...]]:
-            caller.require_scope(GENERATE_SCOPE)
+            policy.require_scope(caller, GENERATE_SCOPE)
             owner = self._owner(caller, chitty_id)
             key_scopes = _checked_scopes(scopes)
             if policy.kind_of(caller) is not policy.Kind.ADMIN:

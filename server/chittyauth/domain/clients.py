@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from chittyauth.domain import ids
+from chittyauth.domain import ids, policy
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.errors import (
     AlreadyExists,
@@ -891,7 +891,7 @@ class ClientAdmin:
         self, caller: Principal, action: str, client_id: str, request_id: str
     ) -> None:
         try:
-            caller.require_scope(*CLIENT_ADMIN_SCOPES)
+            policy.require_scope(caller, *CLIENT_ADMIN_SCOPES)
         except DomainError as refusal:
             await self._audit_failure(caller.subject, action, client_id, request_id, refusal)
             raise

@@ -81,7 +81,7 @@ class TokenIssuer:
         """
         use = token_use or "user"
         try:
-            caller.require_scope(ISSUE_SCOPE)
+            policy.require_scope(caller, ISSUE_SCOPE)
             _check_request(caller, chitty_id, ttl_s, scopes, audiences, use)
             reserved = sorted(set(extra_claims) & RESERVED_CLAIMS)
             if reserved:
@@ -186,8 +186,8 @@ def _check_request(
         raise InvalidRequest("ttl must be positive", reason="INVALID_TTL")
     _check_names(scopes, MAX_SCOPES, "scopes")
     _check_names(audiences, MAX_AUDIENCES, "audiences")
-    if not caller.is_admin:
-        missing = sorted(set(scopes) - caller.scopes)
+    if not policy.is_admin(caller):
+        missing = sorted(set(policy.grantable(caller, tuple(scopes))))
         if missing:
             raise PermissionDenied(
                 "a caller without admin may only issue scopes it holds",

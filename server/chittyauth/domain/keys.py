@@ -31,6 +31,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from chittyauth.clock import Clock
 from chittyauth.config import Config, KeyConfig
+from chittyauth.domain import policy
 from chittyauth.domain.errors import (
     DomainError,
     FailedPrecondition,
@@ -264,7 +265,7 @@ def _parse(kid: str, algorithm: str, material: bytes) -> _Material:
 
 def require_key_admin(principal: Principal) -> None:
     """Raises PermissionDenied unless the caller holds chittyauth:admin or keys:admin."""
-    principal.require_scope(KEY_ADMIN_SCOPE)
+    policy.require_scope(principal, KEY_ADMIN_SCOPE)
 
 
 class _Fresh:

@@ -272,7 +272,7 @@ class PermissionRegistry:
         if resource != "*":
             check_resource(resource)
         if chitty_id != _own_id(principal):
-            principal.require_scope(CHECK_SCOPE, GRANT_SCOPE)
+            policy.require_scope(principal, CHECK_SCOPE, GRANT_SCOPE)
         async with self._store.read() as reader:
             grants = await repo.live_grants_of(reader, chitty_id, self._clock.now())
         for grant in grants:
@@ -359,7 +359,7 @@ class PermissionRegistry:
                 reason="GRANTOR_MISMATCH",
             )
         scopes: Sequence[str] = (GRANT_SCOPE, f"grant:{resource or '*'}")
-        principal.require_scope(*scopes)
+        policy.require_scope(principal, *scopes)
 
     async def _audit_refusal(
         self,

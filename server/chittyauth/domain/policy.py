@@ -358,6 +358,26 @@ def admit(rule: Rule, principal: Principal | None) -> Kind:
     return kind
 
 
+def is_admin(principal: Principal) -> bool:
+    """Whether ``principal`` holds the admin scope (it reaches everything)."""
+    return ADMIN in principal.scopes
+
+
+def require_scope(principal: Principal, *any_of: str) -> None:
+    """A rule that needs the request's data: one of ``any_of`` is required (admins pass).
+
+    Raises:
+        PermissionDenied: reason ``INSUFFICIENT_SCOPE``, naming the scopes.
+    """
+    if is_admin(principal) or any(scope in principal.scopes for scope in any_of):
+        return
+    raise PermissionDenied(
+        f"requires scope {' or '.join(any_of)}",
+        reason="INSUFFICIENT_SCOPE",
+        metadata={"required_scopes": " ".join(any_of)},
+    )
+
+
 def may_reach(principal: Principal, owner: str) -> bool:
     """Whether ``principal`` may reach data that belongs to ChittyID ``owner``.
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chittyauth.domain.errors import PermissionDenied
-
 ADMIN_SCOPE = "chittyauth:admin"
 
 
@@ -24,20 +22,3 @@ class Principal:
     audiences: tuple[str, ...] = ()
     # The party acting for the subject (the ``act.sub`` claim, RFC 8693 §4.1); '' for none.
     actor: str = ""
-
-    @property
-    def is_admin(self) -> bool:
-        return ADMIN_SCOPE in self.scopes
-
-    def has_scope(self, scope: str) -> bool:
-        return scope in self.scopes
-
-    def require_scope(self, *any_of: str) -> None:
-        """Raises PermissionDenied unless the caller holds one of the scopes (admins pass)."""
-        if self.is_admin or any(scope in self.scopes for scope in any_of):
-            return
-        raise PermissionDenied(
-            f"requires scope {' or '.join(any_of)}",
-            reason="INSUFFICIENT_SCOPE",
-            metadata={"required_scopes": " ".join(any_of)},
-        )

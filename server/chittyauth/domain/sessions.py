@@ -338,7 +338,7 @@ class SessionService:
                     if not record.is_active:
                         ended = record
                 elif device is not None:
-                    principal.require_scope(CROSS_SYNC_SCOPE)
+                    policy.require_scope(principal, CROSS_SYNC_SCOPE)
                     found = await repo.attached_device(
                         tx, policy.person_of(principal), device.device_id
                     )
@@ -350,7 +350,7 @@ class SessionService:
                     created = record is None
                     evicted: list[str] = []
                     if record is None:
-                        principal.require_scope(CROSS_SYNC_SCOPE)
+                        policy.require_scope(principal, CROSS_SYNC_SCOPE)
                         record, evicted = await self._create(
                             tx,
                             policy.person_of(principal),
@@ -646,7 +646,7 @@ class SessionService:
             elif principal.session_id:
                 watch_filter = WatchFilter(policy.person_of(principal), principal.session_id)
             else:
-                principal.require_scope(CROSS_SYNC_SCOPE)
+                policy.require_scope(principal, CROSS_SYNC_SCOPE)
                 return
         async with aclosing(self._hub.watch(watch_filter, after=after)) as items:
             async for item in items:
@@ -1026,7 +1026,7 @@ def _may_access(principal: Principal, record: SessionRecord) -> bool:
 
 def _require_owner_or_admin(principal: Principal, chitty_id: str) -> None:
     policy.require_owner(principal, chitty_id, what="this ChittyID's sessions")
-    principal.require_scope(CROSS_SYNC_SCOPE)
+    policy.require_scope(principal, CROSS_SYNC_SCOPE)
 
 
 async def _reload(tx: SqliteTransaction, session_id: str) -> SessionRecord:

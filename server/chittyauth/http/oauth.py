@@ -564,7 +564,7 @@ class OAuthEndpoints:
             raise
         self._charge(request, "POST /introspect", principal.client_id)
         try:
-            principal.require_scope(INTROSPECT_SCOPE)
+            policy.require_scope(principal, INTROSPECT_SCOPE)
         except DomainError as refusal:
             await self._audit_failure(principal.client_id, "token.introspect", refusal, request)
             raise

@@ -53,7 +53,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     async def ListAuditEvents(
         self, request: audit_service_pb2.ListAuditEventsRequest, context: Context
     ) -> audit_service_pb2.ListAuditEventsResponse:
-        caller(self._resolver).require_scope("audit:read")
+        caller(self._resolver)  # admitted by the policy gate (audit:read)
         size = page_size(request.page_size, default=100, maximum=1000)
         position = decode_page_token(request.page_token, ("audit",))
         if request.outcome not in _OUTCOMES:
@@ -81,7 +81,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     async def VerifyAuditLog(
         self, request: audit_service_pb2.VerifyAuditLogRequest, context: Context
     ) -> audit_service_pb2.VerifyAuditLogResponse:
-        caller(self._resolver).require_scope("audit:read")
+        caller(self._resolver)  # admitted by the policy gate (audit:read)
         result = await self._store.verify_audit_log()
         return audit_service_pb2.VerifyAuditLogResponse(
             valid=result.valid,

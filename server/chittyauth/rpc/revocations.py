@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from chitty.auth.v1 import auth_service_pb2, token_pb2
 from chittyauth.clock import Clock
-from chittyauth.domain.errors import OutOfRange, PermissionDenied
+from chittyauth.domain import policy
+from chittyauth.domain.errors import OutOfRange
 from chittyauth.domain.fanout import (
     ChangeStreams,
     Heartbeat,
@@ -44,7 +45,7 @@ from chittyauth.rpc.convert import timestamp
 from chittyauth.store.protocol import Change
 from chittyauth.store.sqlite import SqliteReader, SqliteStore
 
-WATCH_SCOPES = ("revocations:read", "introspect")
+WATCH_OPERATION = "/chitty.auth.v1.AuthService/WatchRevocations"
 DEFAULT_HEARTBEAT_S = 5.0
 
 KIND_TO_PROTO: dict[str, token_pb2.RevocationKind] = {
@@ -69,16 +70,8 @@ class Revocation:
 
 
 def authorize_watcher(principal: Principal) -> None:
-    """Raises PermissionDenied unless ``principal`` may follow revocations."""
-    if principal.token_use == "service":
-        return
-    if principal.is_admin or any(principal.has_scope(s) for s in WATCH_SCOPES):
-        return
-    raise PermissionDenied(
-        "watching revocations needs a service token or scope revocations:read or introspect",
-        reason="INSUFFICIENT_SCOPE",
-        metadata={"required_scopes": " ".join(WATCH_SCOPES)},
-    )
+    """Raises PermissionDenied unless ``principal`` may follow revocations (its policy row)."""
+    policy.admit(policy.rule_for(WATCH_OPERATION), principal)
 
 
 async def revocations_in_force(reader: SqliteReader, now: float) -> list[Revocation]:
