@@ -3,8 +3,10 @@
 - Authorization code with PKCE S256 only, exact redirect URI match, state echoed, ``iss`` in
   the redirect (RFC 9207), ``resource`` -> ``aud`` (RFC 8707). Codes are single-use, short-lived
   and stored hashed; a replayed code revokes every token issued from it.
-- Refresh tokens rotate on every use inside one transaction; a replay after a short grace
-  window revokes the whole family (RFC 9700 §4.14.2).
+- Refresh tokens rotate on every use inside one transaction, one live chain per token: a
+  retry inside a short grace window gets the same successor pair (kept sealed under a key only
+  the parent token yields, ``domain.rotation``); a used token presented after the window, or
+  once its successor was itself used, is reuse and revokes the whole family (RFC 9700 §4.14.2).
 - Token exchange (RFC 8693) by the client's registered policy: only the audiences it names,
   scopes within the subject's and the client's (never admin ones), an actor that is the client
   or named by ``may_act``, and a result that dies with its subject token (``src``).
@@ -22,7 +24,7 @@ from urllib.parse import urlencode
 
 from chittyauth.clock import Clock
 from chittyauth.config import TokenConfig
-from chittyauth.domain import ids, policy
+from chittyauth.domain import ids, policy, rotation
 from chittyauth.domain.audit import audit_refusal
 from chittyauth.domain.client_auth import (
     TOKEN_CONFIDENTIAL,
@@ -350,7 +352,11 @@ class OAuthFlows:
         request_id: str = "",
         method: str = "",
     ) -> TokenGrant:
-        """Rotates a refresh token; a replay after the grace window revokes its family.
+        """Rotates a refresh token: one live chain per token (see ``_answer_retry``).
+
+        The first use gets a new pair; a retry inside the grace window gets that same pair; a
+        used token presented after the window, or once its successor was used, revokes the
+        family.
 
         ``method``: how the client credentials came (``client_auth``); '' for gRPC.
 
@@ -369,48 +375,125 @@ class OAuthFlows:
             await self._audit(client_id[:128], client_id[:128], "oauth.refresh", refusal,
                               request_id)  # fmt: skip
             raise
-        failure: DomainError | None = None
         async with self._store.transaction() as tx:
             row = await rows.refresh_by_hash(tx, ids.secret_hash(refresh_token))
-            if row is None or row.client_id != client.client_id:
-                failure = InvalidGrant("the refresh token is not valid")
-            elif row.family_id in self._tokens.revocations.family or (
-                row.session_id and row.session_id in self._tokens.revocations.sid
-            ):
-                failure = InvalidGrant("the refresh token was revoked")
-            elif tx.now >= row.expires_at:
-                failure = InvalidGrant("the refresh token has expired")
-            elif row.used_at is not None and tx.now - row.used_at > self._config.refresh_grace_s:
-                until = max(row.expires_at, tx.now + self._tokens.max_lifetime()) + 1
-                await self._tokens.revoke_family(tx, row.family_id, until)
-                await tx.audit(
-                    AuditRecord(client.client_id, row.chitty_id, "oauth.refresh_replayed",
-                                "failure", row.family_id, request_id)
-                )  # fmt: skip
-                failure = InvalidGrant("the refresh token was already used")
-            else:
-                extra = [s for s in scopes if s not in row.scopes]
-                if extra:
-                    failure = InvalidScope(
-                        f"scope beyond the original grant: {' '.join(extra)[:200]}"
-                    )
+            failure = self._refresh_refusal(tx, client, row)
+            if failure is None:
+                assert row is not None
+                if row.used_at is None:
+                    outcome = await self._rotate(tx, client, row, refresh_token, scopes,
+                                                 request_id)  # fmt: skip
                 else:
-                    if row.replaced_by:
-                        # A retry inside the grace window: the successor the client never
-                        # received must not stay usable.
-                        await rows.retire_refresh(tx, row.replaced_by)
-                    grant = await self._issue_pair(
-                        tx, client, row.chitty_id, row.session_id, tuple(scopes) or row.scopes,
-                        row.resources, row.family_id, "refresh_token", request_id,
-                        parent_hash=row.token_hash,
-                    )  # fmt: skip
-                    return grant
+                    outcome = await self._answer_retry(tx, client, row, refresh_token, scopes,
+                                                       request_id)  # fmt: skip
+                if isinstance(outcome, TokenGrant):
+                    return outcome
+                failure = outcome
             await tx.audit(
                 AuditRecord(client.client_id, row.chitty_id if row else "unknown",
                             "oauth.refresh", "failure", client.client_id, request_id,
                             {"reason": failure.message})
             )  # fmt: skip
         raise failure
+
+    def _refresh_refusal(
+        self, tx: SqliteTransaction, client: ClientRecord, row: rows.RefreshRow | None
+    ) -> DomainError | None:
+        """Why a presented refresh token cannot be used at all (unknown, revoked, expired)."""
+        if row is None or row.client_id != client.client_id:
+            return InvalidGrant("the refresh token is not valid")
+        if row.family_id in self._tokens.revocations.family or (
+            row.session_id and row.session_id in self._tokens.revocations.sid
+        ):
+            return InvalidGrant("the refresh token was revoked")
+        if tx.now >= row.expires_at:
+            return InvalidGrant("the refresh token has expired")
+        return None
+
+    async def _rotate(
+        self,
+        tx: SqliteTransaction,
+        client: ClientRecord,
+        row: rows.RefreshRow,
+        presented: str,
+        scopes: Sequence[str],
+        request_id: str,
+    ) -> TokenGrant | DomainError:
+        """The first use of a refresh token: the one successor pair of its chain."""
+        extra = [s for s in scopes if s not in row.scopes]
+        if extra:
+            return InvalidScope(f"scope beyond the original grant: {' '.join(extra)[:200]}")
+        return await self._issue_pair(
+            tx, client, row.chitty_id, row.session_id, tuple(scopes) or row.scopes,
+            row.resources, row.family_id, "refresh_token", request_id,
+            parent_hash=row.token_hash, parent_token=presented,
+        )  # fmt: skip
+
+    async def _answer_retry(
+        self,
+        tx: SqliteTransaction,
+        client: ClientRecord,
+        row: rows.RefreshRow,
+        presented: str,
+        scopes: Sequence[str],
+        request_id: str,
+    ) -> TokenGrant | DomainError:
+        """A used refresh token again: the same successor pair inside the grace window while
+        that successor is still the head of the chain; anything else is reuse.
+
+        Never a second live chain (RFC 9700 §4.14.2): a concurrent request, a client retrying
+        after a lost response, and a replayed copy inside the window all get the pair the first
+        request got, and a replay retires nothing the legitimate client holds. Once the window
+        has passed or the chain has moved on (the successor was itself used), only a copy can be
+        asking, so the whole family is revoked.
+        """
+        assert row.used_at is not None
+        successor = await rows.refresh_by_hash(tx, row.replaced_by) if row.replaced_by else None
+        in_grace = tx.now - row.used_at <= self._config.refresh_grace_s
+        if successor is None or successor.used_at is not None or not in_grace:
+            await self._reuse_detected(tx, client, row, request_id)
+            return InvalidGrant("the refresh token was already used")
+        requested = set(scopes) or set(row.scopes)
+        if requested != set(successor.scopes):
+            return InvalidGrant(
+                "a retry of a refresh must ask for the scope the first request asked for"
+            )
+        pair = (
+            rotation.open_sealed(presented, successor.issued_sealed)
+            if successor.issued_sealed is not None
+            else None
+        )
+        claims = self._tokens.signed_claims(pair.access_token) if pair is not None else None
+        if pair is None or claims is None:
+            # Not reuse (the chain is where the first request left it), but nothing to resend:
+            # refused rather than starting a second chain.
+            return InvalidGrant("the refresh token was already used")
+        access = IssuedToken(
+            token=pair.access_token,
+            jti=str(claims["jti"]),
+            # "Issued" by this answer, so that expires_in counts from now.
+            issued_at=tx.now,
+            expires_at=float(claims["exp"]),
+            scopes=tuple(str(claims.get("scope", "")).split()),
+            claims=claims,
+        )
+        await tx.audit(
+            AuditRecord(client.client_id, row.chitty_id, "oauth.refresh_retry", "success",
+                        access.jti, request_id, {"family": row.family_id})
+        )  # fmt: skip
+        return TokenGrant(access, pair.refresh_token)
+
+    async def _reuse_detected(
+        self, tx: SqliteTransaction, client: ClientRecord, row: rows.RefreshRow, request_id: str
+    ) -> None:
+        """Revokes the family of a superseded refresh token presented again."""
+        until = max(row.expires_at, tx.now + self._tokens.max_lifetime()) + 1
+        await self._tokens.revoke_family(tx, row.family_id, until)
+        await rows.forget_sealed(tx, row.family_id)
+        await tx.audit(
+            AuditRecord(client.client_id, row.chitty_id, "oauth.refresh_replayed", "failure",
+                        row.family_id, request_id)
+        )  # fmt: skip
 
     # -- token exchange -------------------------------------------------------------------
 
@@ -566,6 +649,8 @@ class OAuthFlows:
                 caller_id = client_id
             if allowed:
                 fresh = await self._tokens.revoke(tx, kind, value, until)
+                if kind == "family":
+                    await rows.forget_sealed(tx, value)
                 if fresh:
                     await tx.audit(
                         AuditRecord(subject, subject, "token.revoked", "success", value,
@@ -622,7 +707,14 @@ class OAuthFlows:
         grant: str,
         request_id: str,
         parent_hash: str = "",
+        parent_token: str = "",
     ) -> TokenGrant:
+        """An access token and, for a client that may refresh, a refresh token of ``family_id``.
+
+        With a parent (rotation), the parent is marked used and the new pair is sealed under a
+        key only the parent token yields, so a retry inside the grace window gets this same
+        pair (``_answer_retry``).
+        """
         access = await self._tokens.record(
             tx,
             self._tokens.mint(
@@ -640,6 +732,14 @@ class OAuthFlows:
         if "refresh_token" in client.grant_types:
             refresh = ids.new_secret(REFRESH_PREFIX)
             refresh_hash = ids.secret_hash(refresh)
+            if parent_hash and not await rows.mark_refresh_used(tx, parent_hash, refresh_hash):
+                # Unreachable while writes are serialized; never fork the chain if they are not.
+                raise InvalidGrant("the refresh token was already used")
+            sealed = (
+                rotation.seal(parent_token, rotation.SuccessorPair(refresh, access.token))
+                if parent_token
+                else None
+            )
             await rows.insert_refresh(
                 tx,
                 rows.RefreshRow(
@@ -653,10 +753,9 @@ class OAuthFlows:
                     resources=resources,
                     created_at=tx.now,
                     expires_at=tx.now + self._config.refresh_ttl_s,
+                    issued_sealed=sealed,
                 ),
             )
-            if parent_hash:
-                await rows.mark_refresh_used(tx, parent_hash, refresh_hash)
         await tx.audit(
             AuditRecord(client.client_id, chitty_id, "token.issued", "success", access.jti,
                         request_id, {"grant": grant, "scope": " ".join(scopes),

@@ -39,6 +39,9 @@ class RefreshRow:
     expires_at: float
     used_at: float | None = None
     replaced_by: str = ""
+    # This token and the access token issued with it, sealed under a key derived from the
+    # parent token (``domain.rotation``); None once this token is used, or with no parent.
+    issued_sealed: bytes | None = None
 
 
 async def insert_code(tx: SqliteTransaction, row: CodeRow) -> None:
@@ -87,12 +90,12 @@ async def mark_code_used(tx: SqliteTransaction, code_hash: str) -> bool:
 async def insert_refresh(tx: SqliteTransaction, row: RefreshRow) -> None:
     await tx.execute(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, subject, chitty_id,"
-        " session_id, scopes, resources, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " session_id, scopes, resources, created_at, expires_at, issued_sealed)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             row.token_hash, row.family_id, row.client_id, row.subject, row.chitty_id,
             row.session_id, " ".join(row.scopes), json.dumps(list(row.resources)),
-            row.created_at, row.expires_at,
+            row.created_at, row.expires_at, row.issued_sealed,
         ),
     )  # fmt: skip
 
@@ -114,23 +117,30 @@ async def refresh_by_hash(tx: SqliteTransaction, token_hash: str) -> RefreshRow 
         expires_at=row["expires_at"],
         used_at=row["used_at"],
         replaced_by=row["replaced_by"],
+        issued_sealed=None if row["issued_sealed"] is None else bytes(row["issued_sealed"]),
     )
 
 
-async def mark_refresh_used(tx: SqliteTransaction, token_hash: str, replaced_by: str) -> None:
-    await tx.execute(
-        "UPDATE refresh_tokens SET used_at = COALESCE(used_at, ?), replaced_by = ?"
-        " WHERE token_hash = ?",
+async def mark_refresh_used(tx: SqliteTransaction, token_hash: str, replaced_by: str) -> bool:
+    """Rotates ``token_hash`` once: False when it was already used (a retry or a replay).
+
+    Its own sealed pair is wiped in the same statement: once a token is used, a retry of its
+    parent can no longer be answered (the chain has moved on).
+    """
+    cursor = await tx.execute(
+        "UPDATE refresh_tokens SET used_at = ?, replaced_by = ?, issued_sealed = NULL"
+        " WHERE token_hash = ? AND used_at IS NULL",
         (tx.now, replaced_by, token_hash),
     )
+    return cursor.rowcount == 1
 
 
-async def retire_refresh(tx: SqliteTransaction, token_hash: str) -> None:
-    """Ends one refresh token now (a rotated successor its client never received)."""
+async def forget_sealed(tx: SqliteTransaction, family_id: str) -> None:
+    """Wipes every sealed successor pair of a family (it was revoked)."""
     await tx.execute(
-        "UPDATE refresh_tokens SET expires_at = ?, used_at = COALESCE(used_at, ?)"
-        " WHERE token_hash = ?",
-        (tx.now, tx.now, token_hash),
+        "UPDATE refresh_tokens SET issued_sealed = NULL"
+        " WHERE family_id = ? AND issued_sealed IS NOT NULL",
+        (family_id,),
     )
 
 
