@@ -254,8 +254,9 @@ class Server:
 
         # OAuth 2.1 flows, and the AuthService in front of every grant.
         self.oauth = OAuthFlows(
-            self.store, self.tokens, self.clients, self.config.tokens, self.clock
-        )
+            self.store, self.tokens, self.clients, self.config.tokens, self.clock,
+            api_keys=api_key_admin,
+        )  # fmt: skip
         # WatchRevocations: one feed subscriber fans revocations out to verifier streams.
         from chittyauth.rpc.revocations import RevocationHub
 

@@ -59,6 +59,8 @@ MAX_ACTIVE_KEYS_PER_OWNER = 100
 MAX_KEY_ID_LENGTH = 64
 # Longest lifetime a key may be given (ten years); beyond that, "never" says it better.
 MAX_LIFETIME_S = 10 * 366 * 86400
+# How long the revocation of a key itself is kept: as long as the revocations table keeps any.
+_FOREVER = 1e18
 
 _BODY = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -348,21 +350,48 @@ class ApiKeyAdmin:
                 raise NotFound(
                     f"no API key {key_id[:MAX_KEY_ID_LENGTH]!r}", reason="API_KEY_NOT_FOUND"
                 )
-            if existing.revoked:
-                await tx.audit(self._revoked_record(caller, existing, request_id, again=True))
-                return existing
-            await rows.mark_revoked(tx, key_id, tx.now)
-            record = dataclasses.replace(existing, revoked_at=tx.now)
-            if self._revoker is not None:
-                # Access tokens obtained with this key carry client_id "apikey:<key_id>".
-                until = tx.now + self._revoker.max_lifetime()
-                await self._revoker.revoke(tx, "client", f"apikey:{key_id}", until)
-            seq = await tx.append_change("apikey.revoked", key_id, {"key_id": key_id})
-            await tx.audit(self._revoked_record(caller, record, request_id, again=False))
-            tx.on_commit(lambda: self._registry.put(record, seq))
-            return record
+            return await self._end(tx, existing, caller.subject, request_id)
 
         return await self._attempt(caller, "apikey.revoked", "", key_id, request_id, work)
+
+    async def end(self, tx: SqliteTransaction, key_id: str, *, actor: str, request_id: str) -> bool:
+        """Ends the key ``key_id`` in ``tx`` for a caller already found allowed to (RFC 7009
+        Revoke of the key itself); see ``_end``.
+
+        Returns:
+            True when the key was active until now; False when already revoked or unknown.
+        """
+        existing = await rows.get_api_key(tx, key_id) if len(key_id) <= 64 else None
+        if existing is None:
+            return False
+        ended = await self._end(tx, existing, actor, request_id)
+        return ended is not existing
+
+    async def _end(
+        self, tx: SqliteTransaction, existing: ApiKeyRecord, actor: str, request_id: str
+    ) -> ApiKeyRecord:
+        """The one way a key is revoked, whatever the path (RevokeApiKey, Revoke, /revoke):
+        the row is marked revoked (ListApiKeys shows it), the key itself is refused (kind
+        ``api_key``, also for replicas and verifiers) and so is every access token obtained
+        with it (kind ``client``, ``apikey:<key_id>``). Revoking a revoked key changes nothing.
+        """
+        if existing.revoked:
+            await tx.audit(self._revoked_record(actor, existing, request_id, again=True))
+            return existing
+        key_id = existing.key_id
+        await rows.mark_revoked(tx, key_id, tx.now)
+        record = dataclasses.replace(existing, revoked_at=tx.now)
+        if self._revoker is not None:
+            # Keys do not expire on their own; the tokens they obtained do.
+            await self._revoker.revoke(tx, "api_key", key_id, _FOREVER)
+            until = tx.now + self._revoker.max_lifetime()
+            await self._revoker.revoke(
+                tx, "client", f"{policy.API_KEY_CLIENT_PREFIX}{key_id}", until
+            )
+        seq = await tx.append_change("apikey.revoked", key_id, {"key_id": key_id})
+        await tx.audit(self._revoked_record(actor, record, request_id, again=False))
+        tx.on_commit(lambda: self._registry.put(record, seq))
+        return record
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -398,10 +427,10 @@ class ApiKeyAdmin:
 
     @staticmethod
     def _revoked_record(
-        caller: Principal, record: ApiKeyRecord, request_id: str, *, again: bool
+        actor: str, record: ApiKeyRecord, request_id: str, *, again: bool
     ) -> AuditRecord:
         return AuditRecord(
-            actor=caller.subject,
+            actor=actor,
             subject=record.chitty_id,
             action="apikey.revoked",
             outcome="success",

@@ -160,6 +160,8 @@ class VerificationKey:
     kid: str
     algorithm: str
     key: Any
+    # When it stopped signing (retired keys): a token it signed with a later iat is forged.
+    retire_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +358,9 @@ class KeyRing:
         jwks: list[Mapping[str, str]] = []
         for row in rows:
             found = material[row.kid]
-            verifiers[row.kid] = VerificationKey(row.kid, row.algorithm, found.public)
+            verifiers[row.kid] = VerificationKey(
+                row.kid, row.algorithm, found.public, row.retire_time
+            )
             if row.state == "active":
                 signers[row.algorithm] = SigningKey(row.kid, row.algorithm, found.private)
             if found.jwk is not None:

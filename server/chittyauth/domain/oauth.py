@@ -20,6 +20,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlencode
 
 from chittyauth.clock import Clock
@@ -42,7 +43,7 @@ from chittyauth.domain.errors import (
 )
 from chittyauth.domain.grants import checked_resources, presented
 from chittyauth.domain.principal import Principal
-from chittyauth.domain.tokens import IssuedToken, TokenService, exchange_source
+from chittyauth.domain.tokens import API_KEY_PREFIX, IssuedToken, TokenService, exchange_source
 from chittyauth.store import oauth as rows
 from chittyauth.store.protocol import AuditRecord
 from chittyauth.store.sqlite import SqliteStore, SqliteTransaction
@@ -103,6 +104,14 @@ def redirect_with(redirect_uri: str, params: dict[str, str]) -> str:
     return f"{redirect_uri}{separator}{urlencode(params)}"
 
 
+class ApiKeyEnder(Protocol):
+    """API key administration (``ApiKeyAdmin``): revoking a key ends it the one way."""
+
+    async def end(
+        self, tx: SqliteTransaction, key_id: str, *, actor: str, request_id: str
+    ) -> bool: ...
+
+
 class OAuthFlows:
     """Authorize, and the authorization_code, refresh_token and token-exchange grants."""
 
@@ -113,12 +122,15 @@ class OAuthFlows:
         clients: ClientRegistry,
         config: TokenConfig,
         clock: Clock,
+        *,
+        api_keys: ApiKeyEnder | None = None,
     ) -> None:
         self._store = store
         self._tokens = tokens
         self._clients = clients
         self._config = config
         self._clock = clock
+        self._api_keys = api_keys
 
     # -- authorize ------------------------------------------------------------------------
 
@@ -648,7 +660,8 @@ class OAuthFlows:
                 allowed = not client_id or owner == client_id
                 caller_id = client_id
             if allowed:
-                fresh = await self._tokens.revoke(tx, kind, value, until)
+                actor = (caller_id or subject)[:128]
+                fresh = await self._end(tx, kind, value, until, actor, request_id)
                 if kind == "family":
                     await rows.forget_sealed(tx, value)
                 if fresh:
@@ -664,6 +677,16 @@ class OAuthFlows:
             )  # fmt: skip
         raise refusal
 
+    async def _end(
+        self, tx: SqliteTransaction, kind: str, value: str, until: float, actor: str,
+        request_id: str,
+    ) -> bool:  # fmt: skip
+        """Records the revocation; an API key is ended the one way ``ApiKeyAdmin`` ends it
+        (its row, the key, and every token it obtained), whichever path revokes it."""
+        if kind == "api_key" and self._api_keys is not None:
+            return await self._api_keys.end(tx, value, actor=actor, request_id=request_id)
+        return await self._tokens.revoke(tx, kind, value, until)
+
     async def _revocation_target(
         self, tx: SqliteTransaction, token: str
     ) -> tuple[str, str, float, str, str] | None:
@@ -677,11 +700,14 @@ class OAuthFlows:
                 return None
             until = max(row.expires_at, tx.now + self._tokens.max_lifetime()) + 1
             return ("family", row.family_id, until, row.chitty_id, row.client_id)
-        validation = self._tokens.validate(token)
-        if validation.kind == "api_key" and validation.claims:
-            claims = validation.claims
-            return ("api_key", str(claims["jti"]), forever, str(claims.get("sub", "")),
-                    str(claims.get("client_id", "")))  # fmt: skip
+        if token.startswith(API_KEY_PREFIX):
+            # Revoked and expired keys too: ending one again is harmless, and an expired key's
+            # tokens may still be live.
+            record = self._tokens.api_keys.check(token) if self._tokens.api_keys else None
+            if record is None:
+                return None
+            return ("api_key", record.key_id, forever, record.chitty_id,
+                    f"{policy.API_KEY_CLIENT_PREFIX}{record.key_id}")  # fmt: skip
         signed = self._tokens.signed_claims(token)
         if signed is None:
             return None

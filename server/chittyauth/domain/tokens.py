@@ -20,10 +20,12 @@ from typing import Any, NamedTuple, Protocol
 import jwt
 from jwt.algorithms import get_default_algorithms
 
+from chitty.auth.claims import REQUIRED_CLAIMS, claims_problem
 from chittyauth.clock import Clock
 from chittyauth.config import TokenConfig
 from chittyauth.domain import ids
 from chittyauth.domain.errors import InvalidRequest, Unauthenticated
+from chittyauth.domain.policy import API_KEY_CLIENT_PREFIX
 from chittyauth.domain.principal import Principal
 from chittyauth.domain.revocation import CHANGE_KIND, RevocationSets
 from chittyauth.store import tokens as token_rows
@@ -65,12 +67,19 @@ class SigningKeyLike(Protocol):
     def key(self) -> Any: ...
 
 
+class VerifyingKeyLike(SigningKeyLike, Protocol):
+    @property
+    def retire_time(self) -> float | None:
+        """When the key stopped signing; None while it signs or waits to."""
+        ...
+
+
 class KeySource(Protocol):
     """What the token service needs of the key ring (in memory)."""
 
     def signer(self) -> SigningKeyLike: ...
 
-    def verifier(self, kid: str) -> SigningKeyLike | None: ...
+    def verifier(self, kid: str) -> VerifyingKeyLike | None: ...
 
 
 class ApiKeySource(Protocol):
@@ -113,8 +122,8 @@ class _Verified:
     """A token whose signature and issuer were verified; the rest is checked per call."""
 
     __slots__ = (
-        "active", "audiences", "claims", "client_id", "exp", "family", "jti", "not_before",
-        "scopes", "sid", "sources", "token_use",
+        "active", "api_key_id", "audiences", "claims", "client_id", "exp", "family", "jti",
+        "not_before", "scopes", "sid", "sources", "token_use",
     )  # fmt: skip
 
     def __init__(self, claims: dict[str, Any]) -> None:
@@ -125,6 +134,10 @@ class _Verified:
         self.sid = str(claims.get("sid", ""))
         self.family = str(claims.get("fam", ""))
         self.client_id = str(claims.get("client_id", ""))
+        # The API key a token was obtained with, "" for any other token.
+        self.api_key_id = self.client_id.removeprefix(API_KEY_CLIENT_PREFIX)
+        if self.api_key_id == self.client_id:
+            self.api_key_id = ""
         self.token_use = str(claims.get("token_use", ""))
         aud = claims.get("aud", ())
         self.audiences = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud)
@@ -363,6 +376,7 @@ class TokenService:
             or (verified.sid and verified.sid in revoked.sid)
             or (verified.family and verified.family in revoked.family)
             or (verified.client_id and verified.client_id in revoked.client)
+            or (verified.api_key_id and verified.api_key_id in revoked.api_key)
             or (verified.sources and revoked.any_of(verified.sources))
         ):
             return _inactive("REVOKED")
@@ -407,7 +421,7 @@ class TokenService:
                     "verify_iat": False,
                     "verify_aud": False,
                     "verify_iss": False,
-                    "require": ["exp", "iat", "jti", "sub"],
+                    "require": list(REQUIRED_CLAIMS),
                 },
             )
         except (jwt.InvalidSignatureError, jwt.InvalidKeyError, jwt.InvalidAlgorithmError):
@@ -416,6 +430,13 @@ class TokenService:
             return _inactive("MALFORMED")
         if claims.get("iss") != self.config.issuer:
             return _inactive("WRONG_ISSUER")
+        if claims_problem(claims):
+            # RFC 9068 claims missing, or a string exp that float() would have accepted.
+            return _inactive("MALFORMED")
+        retired = key.retire_time
+        if retired is not None and claims["iat"] > retired + self.config.leeway_s:
+            # A retired key signs nothing: this token was made with a stolen key.
+            return _inactive("BAD_SIGNATURE")
         try:
             return _Verified(claims)
         except (TypeError, ValueError, KeyError):

@@ -32,6 +32,7 @@ from chittyauth.rpc.convert import (
     claims_message,
     timestamp,
 )
+from chittyauth.rpc.keys import jwks_response
 from chittyauth.rpc.pending import pending_servicer
 from chittyauth.rpc.revocations import RevocationHub, watch_revocations
 from chittyauth.rpc.services import AUTH
@@ -144,9 +145,7 @@ class AuthServicer(_Base):  # type: ignore[valid-type,misc]
     async def GetJwks(
         self, request: auth_service_pb2.GetJwksRequest, context: Context
     ) -> auth_service_pb2.GetJwksResponse:
-        return auth_service_pb2.GetJwksResponse(
-            keys=[token_pb2.Jwk(**jwk) for jwk in self._keys.jwks()]
-        )
+        return jwks_response(self._keys)
 
     async def WatchRevocations(
         self, request: auth_service_pb2.WatchRevocationsRequest, context: Context

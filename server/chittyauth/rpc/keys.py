@@ -97,8 +97,14 @@ def signing_key(info: KeyInfo) -> signing_key_pb2.SigningKey:
 
 
 def jwks_response(keyring: KeyRing) -> auth_service_pb2.GetJwksResponse:
-    """The answer of AuthService.GetJwks: every published key (next, active, retired)."""
-    return auth_service_pb2.GetJwksResponse(keys=[token_pb2.Jwk(**jwk) for jwk in keyring.jwks()])
+    """The answer of AuthService.GetJwks: every published key (next, active, retired), each
+    retired one with its ``retire_time`` so verifiers refuse what it signed afterwards."""
+    keys = []
+    for jwk in keyring.jwks():
+        key = keyring.verifier(jwk["kid"])
+        retired = key.retire_time if key is not None else None
+        keys.append(token_pb2.Jwk(**jwk, retire_time=timestamp(retired)))
+    return auth_service_pb2.GetJwksResponse(keys=keys)
 
 
 def _algorithm(value: int) -> str:

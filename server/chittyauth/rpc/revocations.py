@@ -18,13 +18,16 @@ Who may watch: any caller whose token carries ``revocations:read``, ``introspect
 ``chittyauth:admin``, or any ``service`` token (resource servers authenticate as machine
 clients with client credentials). The stream exposes token ids, never tokens.
 
-Revocations of kind ``client`` (a deleted OAuth client) have no ``RevocationKind`` in the
-contract and are not streamed; the verifier cannot refuse those tokens offline.
+Every kind the service records (``domain/revocation.py``: token, session, refresh family, API
+key, client) has a ``RevocationKind``, and the snapshot and the live stream convert through one
+function (``event_message``). A row of a kind this build does not know (a newer replica wrote
+it) is skipped with a log line: one unknown kind must never end every verifier's stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -45,6 +48,8 @@ from chittyauth.rpc.convert import timestamp
 from chittyauth.store.protocol import Change
 from chittyauth.store.sqlite import SqliteReader, SqliteStore
 
+log = logging.getLogger(__name__)
+
 WATCH_OPERATION = "/chitty.auth.v1.AuthService/WatchRevocations"
 DEFAULT_HEARTBEAT_S = 5.0
 
@@ -53,6 +58,7 @@ KIND_TO_PROTO: dict[str, token_pb2.RevocationKind] = {
     "sid": token_pb2.REVOCATION_KIND_SESSION,
     "family": token_pb2.REVOCATION_KIND_REFRESH_FAMILY,
     "api_key": token_pb2.REVOCATION_KIND_API_KEY,
+    "client": token_pb2.REVOCATION_KIND_CLIENT,
 }
 # google.protobuf.Timestamp stops at 9999-12-31; "forever" revocations are stored as 1e18.
 _MAX_TIMESTAMP_S = 253_402_300_799.0
@@ -87,25 +93,52 @@ async def revocations_in_force(reader: SqliteReader, now: float) -> list[Revocat
     ]
 
 
-def event_message(item: Revocation) -> token_pb2.RevocationEvent:
-    """The contract's RevocationEvent for ``item`` (cursor empty for snapshot rows)."""
+def event_message(item: Revocation) -> token_pb2.RevocationEvent | None:
+    """The contract's RevocationEvent for ``item`` (cursor empty for snapshot rows); None, with
+    a log line, for a kind the contract has no ``RevocationKind`` for."""
+    kind = KIND_TO_PROTO.get(item.kind)
+    if kind is None:
+        _skipped(item.kind)
+        return None
     return token_pb2.RevocationEvent(
         cursor=encode_cursor(item.seq) if item.seq else "",
-        kind=KIND_TO_PROTO[item.kind],
+        kind=kind,
         value=item.value,
         expire_time=timestamp(min(item.until, _MAX_TIMESTAMP_S)),
         revoke_time=timestamp(item.revoked_at),
     )
 
 
-def _from_change(change: Change) -> Revocation | None:
-    payload = change.payload
-    kind = str(payload.get("kind", ""))
-    if change.kind != CHANGE_KIND or kind not in KIND_TO_PROTO:
-        return None
-    return Revocation(
-        kind, str(payload["value"]), float(payload["until"]), change.created_at, change.seq
+_warned_kinds: set[str] = set()
+
+
+def _skipped(kind: str) -> None:
+    # Once per kind at WARNING: every new stream meets the same rows in its snapshot.
+    name = kind[:64]
+    level = logging.DEBUG if name in _warned_kinds else logging.WARNING
+    _warned_kinds.add(name)
+    log.log(
+        level,
+        "skipping a revocation of a kind with no RevocationKind",
+        extra={"revocation_kind": name},
     )
+
+
+def _from_change(change: Change) -> Revocation | None:
+    if change.kind != CHANGE_KIND:
+        return None
+    payload = change.payload
+    try:
+        return Revocation(
+            str(payload["kind"]),
+            str(payload["value"]),
+            float(payload["until"]),
+            change.created_at,
+            change.seq,
+        )
+    except (KeyError, TypeError, ValueError):
+        _skipped(f"malformed change {change.seq}")
+        return None
 
 
 def _revocations_out_of_range(position: int, first: int) -> OutOfRange:
@@ -202,5 +235,7 @@ async def watch_revocations(
                     cursor=encode_cursor(item.position),
                     heartbeat_time=timestamp(item.time),
                 )
-            else:
-                yield auth_service_pb2.WatchRevocationsResponse(event=event_message(item))
+                continue
+            event = event_message(item)
+            if event is not None:
+                yield auth_service_pb2.WatchRevocationsResponse(event=event)

@@ -1,13 +1,22 @@
 """``LocalVerifier``: checks ChittyAuth access tokens in-process, with no call per request.
 
 Signatures are checked against the JWKS from ``GetJwks`` (cached; refetched when a token names
-an unknown ``kid``, at most once per ``jwks_refetch_min_interval_s``). Claims are checked with
-pyjwt: ``iss``, ``aud``, ``exp``/``nbf`` (with leeway), header ``typ`` ``at+jwt`` (RFC 9068)
-and required scopes. Revocations are pushed to the verifier by following ``WatchRevocations``,
-so a revoked token (by jti, session or refresh family) is refused as soon as the event arrives,
-typically well within a second. A token issued by token exchange (RFC 8693) names what it was
-derived from in its ``src`` claim (``{"jti": [...], "sid": [...], "fam": [...]}``); it is
-refused as soon as any of those is revoked.
+an unknown ``kid``, at most once per ``jwks_refetch_min_interval_s``, and every
+``jwks_refresh_interval_s``). Claims are checked with pyjwt and then as ChittyAuth's Validate
+checks them: header ``typ`` ``at+jwt`` and every claim RFC 9068 requires (``iss``, ``exp``,
+``aud``, ``sub``, ``client_id``, ``iat``, ``jti``), the date claims (``exp``, ``iat``, ``nbf``)
+as numbers, ``iss``, ``aud``, ``exp``/``nbf`` with leeway, and required scopes. A token whose
+``iat`` is after its key's ``retire_time`` (plus leeway) is refused: a retired key signs
+nothing, so such a token was signed with a stolen key.
+
+Revocations are pushed to the verifier by following ``WatchRevocations``, so a revoked token
+is refused as soon as the event arrives, typically well within a second. Every kind is applied:
+a token (jti), a session (sid), a refresh family (fam), an API key (the tokens obtained with it
+carry ``client_id`` ``apikey:<key id>``) and a client (``client_id``: a deleted client, or a
+revoked API key's). A token issued by token exchange (RFC 8693) names what it was derived from
+in its ``src`` claim (``{"jti": [...], "sid": [...], "fam": [...], "client_id": [...]}``); it
+is refused as soon as any of those is revoked. An event of a kind this verifier does not know
+(a newer server) is skipped with a log line; the stream goes on.
 
 The verifier is only as current as its stream. When nothing (event or heartbeat) has been heard
 for ``max_stream_silence_s`` it *fails closed*: ``verify`` raises ``VerifierUnavailable``, or,
@@ -27,6 +36,7 @@ from typing import Any
 import grpc
 import jwt
 
+from chitty.auth.claims import REQUIRED_CLAIMS, claims_problem
 from chitty.auth.client.aio import AsyncAuthClient
 from chitty.auth.client.errors import ChittyAuthError, OutOfRange
 from chitty.auth.v1 import auth_service_pb2, token_pb2
@@ -39,10 +49,13 @@ _REVOCATION_KINDS = {
     token_pb2.REVOCATION_KIND_SESSION: "sid",
     token_pb2.REVOCATION_KIND_REFRESH_FAMILY: "family",
     token_pb2.REVOCATION_KIND_API_KEY: "api_key",
+    token_pb2.REVOCATION_KIND_CLIENT: "client",
 }
 
 # (revocation kind, claim): a token's own links, and the members of a derived token's ``src``.
-_LINKS = (("jti", "jti"), ("sid", "sid"), ("family", "fam"))
+_LINKS = (("jti", "jti"), ("sid", "sid"), ("family", "fam"), ("client", "client_id"))
+# A token obtained with an API key carries client_id "apikey:<key id>".
+_API_KEY_CLIENT_PREFIX = "apikey:"
 
 
 class TokenRejected(Exception):
@@ -95,6 +108,8 @@ class LocalVerifier:
             above the server's heartbeat interval (5 s by default).
         fallback_to_validate: when failing closed, call ``Validate`` instead of refusing.
         jwks_refetch_min_interval_s: at most one JWKS refetch per this interval.
+        jwks_refresh_interval_s: refetch the JWKS this often anyway, to learn of keys retired
+            since (a token signed after its key's retirement is refused).
         clock: monotonic clock (injectable for tests).
     """
 
@@ -108,6 +123,7 @@ class LocalVerifier:
         max_stream_silence_s: float = 15.0,
         fallback_to_validate: bool = False,
         jwks_refetch_min_interval_s: float = 30.0,
+        jwks_refresh_interval_s: float = 300.0,
         reconnect_backoff_s: tuple[float, float] = (0.1, 2.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -118,15 +134,20 @@ class LocalVerifier:
         self.max_stream_silence_s = max_stream_silence_s
         self._fallback = fallback_to_validate
         self._refetch_interval_s = jwks_refetch_min_interval_s
+        self._refresh_interval_s = jwks_refresh_interval_s
         self._backoff = reconnect_backoff_s
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
+        # kid -> when the key stopped signing (retired keys only).
+        self._retired: dict[str, float] = {}
         self._last_jwks_fetch = float("-inf")
         self._revoked: dict[str, dict[str, float]] = {k: {} for k in _REVOCATION_KINDS.values()}
         self._cursor = ""
         self._last_heard = float("-inf")
         self._caught_up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._unknown_kinds: set[int] = set()
         # Observability (and tests): how often the server was asked.
         self.validate_calls = 0
         self.jwks_fetches = 0
@@ -143,14 +164,16 @@ class LocalVerifier:
         """
         await self._fetch_jwks()
         self._task = asyncio.create_task(self._follow(), name="revocation-follower")
+        self._refresher = asyncio.create_task(self._refresh_jwks(), name="jwks-refresher")
         await asyncio.wait_for(self._caught_up.wait(), ready_timeout_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._refresher = None
 
     @property
     def stream_healthy(self) -> bool:
@@ -158,22 +181,33 @@ class LocalVerifier:
         return self._clock() - self._last_heard <= self.max_stream_silence_s
 
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:
-        """Whether the token, its session or family, or (for a token issued by token exchange)
-        any token, session or family it was derived from (its ``src`` claim) is revoked."""
+        """Whether the token, its session, family, client or API key, or (for a token issued by
+        token exchange) any token, session, family or client it was derived from (its ``src``
+        claim) is revoked."""
         now = time.time()
         for kind, claim in _LINKS:
             value = claims.get(claim)
-            if value and self._revoked[kind].get(str(value), 0.0) > now:
+            if value and self._covers(kind, str(value), now):
                 return True
         source = claims.get("src")
         if isinstance(source, Mapping):
             for kind, claim in _LINKS:
                 values = source.get(claim)
                 if isinstance(values, list) and any(
-                    self._revoked[kind].get(str(value), 0.0) > now for value in values
+                    self._covers(kind, str(value), now) for value in values if value
                 ):
                     return True
         return False
+
+    def _covers(self, kind: str, value: str, now: float) -> bool:
+        if self._revoked[kind].get(value, 0.0) > now:
+            return True
+        # An API key revoked (by any path) takes every token obtained with it along.
+        return (
+            kind == "client"
+            and value.startswith(_API_KEY_CLIENT_PREFIX)
+            and self._revoked["api_key"].get(value[len(_API_KEY_CLIENT_PREFIX) :], 0.0) > now
+        )
 
     # -- verification ---------------------------------------------------------------------
 
@@ -221,7 +255,7 @@ class LocalVerifier:
                 audience=self.audiences,
                 issuer=self.issuer,
                 leeway=self._leeway_s,
-                options={"require": ["exp", "iat", "iss", "sub", "jti"]},
+                options={"require": list(REQUIRED_CLAIMS)},
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenRejected("invalid_token", "the token has expired") from exc
@@ -229,6 +263,12 @@ class LocalVerifier:
             raise TokenRejected(
                 "invalid_token", f"the token is not valid: {type(exc).__name__}"
             ) from exc
+        problem = claims_problem(claims)
+        if problem:
+            raise TokenRejected("invalid_token", f"the token is malformed: {problem}")
+        retired = self._retired.get(kid)
+        if retired is not None and float(claims["iat"]) > retired + self._leeway_s:
+            raise TokenRejected("invalid_token", "issued after its signing key was retired")
         return claims
 
     async def _validate_remotely(self, token: str, required: list[str]) -> VerifiedToken:
@@ -258,17 +298,31 @@ class LocalVerifier:
         self.jwks_fetches += 1
         self._last_jwks_fetch = self._clock()
         keys: dict[str, jwt.PyJWK] = {}
+        retired: dict[str, float] = {}
         for jwk in reply.keys:
             if jwk.alg not in ASYMMETRIC_ALGORITHMS:
                 continue  # symmetric keys are never published; nothing else is trusted
             data = {
-                f.name: getattr(jwk, f.name) for f in jwk.DESCRIPTOR.fields if getattr(jwk, f.name)
+                f.name: getattr(jwk, f.name)
+                for f in jwk.DESCRIPTOR.fields
+                if f.type == f.TYPE_STRING and getattr(jwk, f.name)
             }
             try:
                 keys[jwk.kid] = jwt.PyJWK(data, algorithm=jwk.alg)
             except jwt.PyJWTError:
                 log.warning("skipping an unusable JWK", extra={"kid": jwk.kid})
-        self._keys = keys
+                continue
+            if jwk.HasField("retire_time"):
+                retired[jwk.kid] = jwk.retire_time.seconds + jwk.retire_time.nanos / 1e9
+        self._keys, self._retired = keys, retired
+
+    async def _refresh_jwks(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_interval_s)
+            try:
+                await self._fetch_jwks()
+            except (ChittyAuthError, grpc.RpcError):
+                log.warning("JWKS refresh failed; keeping the keys already known", exc_info=True)
 
     async def _refetch_for_unknown_kid(self) -> bool:
         # Rate-limited, so a flood of tokens with made-up kids cannot flood the server.
@@ -315,6 +369,15 @@ class LocalVerifier:
     def _apply(self, event: token_pb2.RevocationEvent) -> None:
         kind = _REVOCATION_KINDS.get(event.kind)
         if kind is None:
+            # A newer server's kind: skipping it beats dropping the stream over it.
+            if event.kind not in self._unknown_kinds:
+                self._unknown_kinds.add(event.kind)
+                log.warning(
+                    "skipping revocations of a kind this verifier does not know",
+                    extra={"revocation_kind": int(event.kind)},
+                )
+            if event.cursor:
+                self._cursor = event.cursor
             return
         until = event.expire_time.seconds + event.expire_time.nanos / 1e9
         bucket = self._revoked[kind]

@@ -50,6 +50,7 @@ class RevocationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVOCATION_KIND_SESSION: _ClassVar[RevocationKind]
     REVOCATION_KIND_REFRESH_FAMILY: _ClassVar[RevocationKind]
     REVOCATION_KIND_API_KEY: _ClassVar[RevocationKind]
+    REVOCATION_KIND_CLIENT: _ClassVar[RevocationKind]
 TOKEN_USE_UNSPECIFIED: TokenUse
 TOKEN_USE_PORTAL: TokenUse
 TOKEN_USE_LINKED_APP: TokenUse
@@ -78,6 +79,7 @@ REVOCATION_KIND_TOKEN: RevocationKind
 REVOCATION_KIND_SESSION: RevocationKind
 REVOCATION_KIND_REFRESH_FAMILY: RevocationKind
 REVOCATION_KIND_API_KEY: RevocationKind
+REVOCATION_KIND_CLIENT: RevocationKind
 
 class Actor(_message.Message):
     __slots__ = ("sub", "client_id")
@@ -126,7 +128,7 @@ class TokenClaims(_message.Message):
     def __init__(self, iss: _Optional[str] = ..., sub: _Optional[str] = ..., aud: _Optional[_Iterable[str]] = ..., client_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_before_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jti: _Optional[str] = ..., sid: _Optional[str] = ..., token_use: _Optional[_Union[TokenUse, str]] = ..., server_id: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., act: _Optional[_Union[Actor, _Mapping]] = ..., extra_claims: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., key_id: _Optional[str] = ..., chitty_id: _Optional[str] = ...) -> None: ...
 
 class Jwk(_message.Message):
-    __slots__ = ("kty", "kid", "use", "alg", "crv", "x", "y", "n", "e")
+    __slots__ = ("kty", "kid", "use", "alg", "crv", "x", "y", "n", "e", "retire_time")
     KTY_FIELD_NUMBER: _ClassVar[int]
     KID_FIELD_NUMBER: _ClassVar[int]
     USE_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +138,7 @@ class Jwk(_message.Message):
     Y_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     E_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     kty: str
     kid: str
     use: str
@@ -145,7 +148,8 @@ class Jwk(_message.Message):
     y: str
     n: str
     e: str
-    def __init__(self, kty: _Optional[str] = ..., kid: _Optional[str] = ..., use: _Optional[str] = ..., alg: _Optional[str] = ..., crv: _Optional[str] = ..., x: _Optional[str] = ..., y: _Optional[str] = ..., n: _Optional[str] = ..., e: _Optional[str] = ...) -> None: ...
+    retire_time: _timestamp_pb2.Timestamp
+    def __init__(self, kty: _Optional[str] = ..., kid: _Optional[str] = ..., use: _Optional[str] = ..., alg: _Optional[str] = ..., crv: _Optional[str] = ..., x: _Optional[str] = ..., y: _Optional[str] = ..., n: _Optional[str] = ..., e: _Optional[str] = ..., retire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RevocationEvent(_message.Message):
     __slots__ = ("cursor", "kind", "value", "expire_time", "revoke_time")
