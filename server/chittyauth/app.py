@@ -104,6 +104,8 @@ class Server:
         )
         self.health = Health()
         self._health_tasks: set[asyncio.Task[None]] = set()
+        # One health update at a time, each from a fresh reading: none lands stale on another.
+        self._health_lock = asyncio.Lock()
         self.grpc_port = 0
         # The HTTP shim (when [http] enabled) and its port, known after start().
         self.http: HttpShim | None = None
@@ -222,12 +224,15 @@ class Server:
         """Sets every service's status and the overall one from the current readiness."""
         if self._grpc is None:
             return  # not serving yet: start() applies it once the port is up
-        readiness = self.readiness()
-        store_ok = readiness.store_writable
-        for spec in ALL_SERVICES:
-            serving = store_ok and (spec.full_name != AUTH_SERVICE or readiness.authority_reachable)
-            await self.health.set(spec.full_name, SERVING if serving else NOT_SERVING)
-        await self.health.set("", SERVING if readiness.ready else NOT_SERVING)
+        async with self._health_lock:
+            readiness = self.readiness()
+            store_ok = readiness.store_writable
+            for spec in ALL_SERVICES:
+                serving = store_ok and (
+                    spec.full_name != AUTH_SERVICE or readiness.authority_reachable
+                )
+                await self.health.set(spec.full_name, SERVING if serving else NOT_SERVING)
+            await self.health.set("", SERVING if readiness.ready else NOT_SERVING)
 
     def _refresh_health_soon(self) -> None:
         """``_apply_health`` from a synchronous listener (store, authority)."""
