@@ -1,6 +1,10 @@
 """The composition root: config -> store -> domain -> gRPC server (+ HTTP shim).
 
 ``create_server(config)`` builds a ``Server``; ``serve(config)`` runs one until SIGTERM/SIGINT.
+
+Health: the overall gRPC status ("") follows readiness (``Server.readiness``: the store can
+write, the ChittyID authority is reachable, a signing key is loaded); every service is
+NOT_SERVING while the store cannot write, and AuthService also while the authority is down.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -18,7 +23,7 @@ from grpc_health.v1 import health_pb2_grpc
 from chittyauth.clock import Clock, SystemClock
 from chittyauth.config import Config
 from chittyauth.domain.changefeed import ChangeFeed
-from chittyauth.domain.errors import DomainError
+from chittyauth.domain.errors import DomainError, Unavailable
 from chittyauth.domain.grants import MachineGrants
 from chittyauth.domain.keys import KeyEncryptionKeyError
 from chittyauth.domain.oauth import OAuthFlows
@@ -35,6 +40,7 @@ from chittyauth.rpc.reflection import enable_reflection
 from chittyauth.rpc.services import ALL_SERVICES, ServiceSpec
 from chittyauth.store.sqlite import SqliteStore
 from chittyauth.store.tokens import live_revocations
+from chittyauth.workers import reserve_port
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,26 @@ _ARRIVES_WITH = {
     "KeyService": "the signing keys capability",
     "AuditService": "the audit log capability",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the server can do its work, check by check (``/readyz`` shows them)."""
+
+    store_writable: bool
+    authority_reachable: bool
+    keys_loaded: bool
+
+    @property
+    def ready(self) -> bool:
+        return self.store_writable and self.authority_reachable and self.keys_loaded
+
+    def checks(self) -> dict[str, str]:
+        return {
+            "store": "ok" if self.store_writable else "not writable",
+            "authority": "ok" if self.authority_reachable else "unreachable",
+            "keys": "ok" if self.keys_loaded else "no active signing key",
+        }
 
 
 class Server:
@@ -71,9 +97,15 @@ class Server:
         self.worker = worker
         self.clock = clock or SystemClock()
         self.store = SqliteStore(
-            config.store.path, self.clock, busy_timeout_ms=config.store.busy_timeout_ms
+            config.store.path,
+            self.clock,
+            busy_timeout_ms=config.store.busy_timeout_ms,
+            probe_interval_s=config.store.probe_interval_s,
         )
         self.health = Health()
+        self._health_tasks: set[asyncio.Task[None]] = set()
+        # One health update at a time, each from a fresh reading: none lands stale on another.
+        self._health_lock = asyncio.Lock()
         self.grpc_port = 0
         # The HTTP shim (when [http] enabled) and its port, known after start().
         self.http: HttpShim | None = None
@@ -94,28 +126,119 @@ class Server:
         return f"{self.config.grpc.host}:{self.grpc_port}"
 
     async def start(self) -> None:
-        """Opens the store, binds the ports and starts serving."""
+        """Opens the store, binds the ports and starts serving.
+
+        Raises:
+            OSError: a port is in use (checked before anything is opened, as by ``--workers``).
+            DomainError: the store cannot be opened or locked, or another start-up write failed.
+            KeyEncryptionKeyError: a bad key-encryption key.
+
+        A failed start releases what it had opened (store, tasks, ports): nothing is left
+        running, so the process can exit.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self._release()
+            raise
+
+    async def _start(self) -> None:
+        if self.worker is None:
+            # One process: refuse a port in use before the store is touched. (A worker's
+            # supervisor checked, and holds the ports for its workers.)
+            self._check_port_free(self.config.grpc.host, self.config.grpc.port)
+            if self.config.http.enabled:
+                self._check_port_free(self.config.http.host, self.config.http.port)
         await self.store.open()
         start_seq = await self.store.last_change_seq()
         await self._build_domain()
         self.store.add_commit_listener(self.feed.notify)
         await self.feed.start(start_seq)
         self._grpc = self._build_grpc()
-        self.grpc_port = self._grpc.add_insecure_port(
-            f"{self.config.grpc.host}:{self.config.grpc.port}"
-        )
+        address = f"{self.config.grpc.host}:{self.config.grpc.port}"
+        try:
+            self.grpc_port = self._grpc.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address"
+            raise OSError(f"cannot bind {address}") from exc
         if self.grpc_port == 0:
-            raise OSError(f"cannot bind {self.config.grpc.host}:{self.config.grpc.port}")
+            raise OSError(f"cannot bind {address}")
         await self._grpc.start()
-        for spec in ALL_SERVICES:
-            await self.health.set(spec.full_name, SERVING)
-        await self.health.set("", SERVING)
+        self.store.add_writable_listener(lambda _writable: self._refresh_health_soon())
+        await self._apply_health()
         if self.config.http.enabled:
             self.http = HttpShim(self)
             self.http_port = await self.http.start(
                 self.config.http.host, self.config.http.port, reuse_port=self.worker is not None
             )
         log.info("serving", extra={"grpc": self.grpc_target})
+
+    @staticmethod
+    def _check_port_free(host: str, port: int) -> None:
+        if port != 0:
+            reserve_port(host, port).close()  # raises OSError "cannot bind host:port: ..."
+
+    async def _release(self) -> None:
+        """After a failed start: stops whatever had started, quietly, and closes the store."""
+        if self.http is not None:
+            await self.http.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(0)
+        tasks = [
+            task
+            for task in (
+                getattr(self, "_key_schedule", None),
+                getattr(self, "_session_sweeper", None),
+                getattr(self, "_authority_probe", None),
+                *self._health_tasks,
+            )
+            if task is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for client in (getattr(self, "authority", None), getattr(self, "access", None)):
+            if client is not None:
+                await client.close()
+        await self.feed.stop()
+        await self.store.close()
+        self._stopped.set()
+
+    def readiness(self) -> Readiness:
+        """The checks behind ``/readyz`` and the overall gRPC health."""
+        authority = getattr(self, "authority", None)
+        keys = getattr(self, "keys", None)
+        keys_loaded = False
+        if keys is not None:
+            try:
+                keys.signer()
+                keys_loaded = True
+            except Unavailable:
+                pass
+        return Readiness(
+            store_writable=self.store.writable,
+            authority_reachable=authority is not None and authority.available,
+            keys_loaded=keys_loaded,
+        )
+
+    async def _apply_health(self) -> None:
+        """Sets every service's status and the overall one from the current readiness."""
+        if self._grpc is None:
+            return  # not serving yet: start() applies it once the port is up
+        async with self._health_lock:
+            readiness = self.readiness()
+            store_ok = readiness.store_writable
+            for spec in ALL_SERVICES:
+                serving = store_ok and (
+                    spec.full_name != AUTH_SERVICE or readiness.authority_reachable
+                )
+                await self.health.set(spec.full_name, SERVING if serving else NOT_SERVING)
+            await self.health.set("", SERVING if readiness.ready else NOT_SERVING)
+
+    def _refresh_health_soon(self) -> None:
+        """``_apply_health`` from a synchronous listener (store, authority)."""
+        task = asyncio.get_running_loop().create_task(self._apply_health())
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: NOT_SERVING, stop accepting, drain in-flight calls, close."""
@@ -298,14 +421,7 @@ class Server:
         await self.authority.start()
         self.access = AccessVerifier(self.config.portal, clock=self.clock.now)
         await self.access.start()
-        self._health_tasks: set[asyncio.Task[None]] = set()
-
-        def on_availability(available: bool) -> None:
-            task = asyncio.get_running_loop().create_task(self.set_serving(AUTH_SERVICE, available))
-            self._health_tasks.add(task)
-            task.add_done_callback(self._health_tasks.discard)
-
-        self.authority.add_listener(on_availability)
+        self.authority.add_listener(lambda _available: self._refresh_health_soon())
         self._authority_probe = asyncio.create_task(self._probe_authority(), name="authority-probe")
         self.identity = IdentityFlows(
             portal=PortalLogins(
@@ -328,11 +444,11 @@ class Server:
         self.servicers["PermissionService"] = PermissionServicer(self.permissions, self.tokens)
 
     async def _probe_authority(self) -> None:
-        """Probes the authority and keeps AuthService health in step (also after start)."""
+        """Probes the authority and keeps health in step (also after start); each round also
+        re-reads the rest of readiness (a signing key may have gone or come)."""
         while True:
             await self.authority.check_health()
-            if self._grpc is not None:
-                await self.set_serving(AUTH_SERVICE, self.authority.available)
+            await self._apply_health()
             await asyncio.sleep(self.config.authority.health_probe_interval_s)
 
     def _servicer_for(self, spec: ServiceSpec) -> Any:
@@ -358,14 +474,12 @@ async def serve(config: Config, *, worker: int | None = None) -> int:
     """
     server = create_server(config, worker=worker)
     try:
-        await server.start()
+        await server.start()  # a failed start has released everything it opened
     except KeyEncryptionKeyError as exc:
         log.error("cannot start", extra={"error": str(exc)})
-        await server.stop(grace=0)
         return 2
     except (OSError, grpc.RpcError, DomainError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
-        await server.stop(grace=0)
         return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -79,6 +79,8 @@ class StoreConfig:
 
     path: str = "./var/chittyauth.db"
     busy_timeout_ms: int = 5000
+    # While a store fault stops writes, how often a one-row write is retried (see readiness).
+    probe_interval_s: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
+import aiohttp
 import grpc
 import pytest
 from grpc import aio
@@ -12,6 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chittyauth.app import Server
 from chittyauth.config import Config
 from chittyauth.rpc.services import ALL_SERVICES
+from tests.conftest import running_server
+from tests.identity_flows.conftest import identity_config
+from tests.support.devauthority import DevAuthority
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -89,3 +94,73 @@ async def test_set_serving_flips_one_service(server: Server, channel: aio.Channe
     assert reply.status == NOT_SERVING
     other = await stub.Check(health_pb2.HealthCheckRequest(service="chitty.auth.v1.SyncService"))
     assert other.status == SERVING
+
+
+async def _readyz(server: Server) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{server.http_port}/readyz") as answer,
+    ):
+        assert answer.headers["Cache-Control"] == "no-store"
+        return answer.status, await answer.json()
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
+
+
+async def test_readiness_follows_the_authority_and_overall_health_follows_readiness(
+    config: Config, dev_authority: DevAuthority
+) -> None:
+    async with (
+        running_server(identity_config(config, dev_authority)) as server,
+        aio.insecure_channel(server.grpc_target) as channel,
+    ):
+        stub = health_pb2_grpc.HealthStub(channel)
+
+        async def status(service: str) -> int:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+            return int(reply.status)
+
+        assert await _readyz(server) == (
+            200,
+            {"status": "READY", "checks": {"store": "ok", "authority": "ok", "keys": "ok"}},
+        )
+        assert await status("") == SERVING
+
+        await dev_authority.stop()
+        await _until(lambda: _is(status(""), NOT_SERVING))
+        code, body = await _readyz(server)
+        assert code == 503
+        assert body == {
+            "status": "NOT_READY",
+            "checks": {"store": "ok", "authority": "unreachable", "keys": "ok"},
+        }
+        assert await status("chitty.auth.v1.AuthService") == NOT_SERVING
+        # The store still writes: services that do not need the authority keep serving.
+        assert await status("chitty.auth.v1.SyncService") == SERVING
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{server.http_port}/healthz") as answer,
+        ):
+            assert answer.status == 200  # alive all along
+            assert await answer.json() == {"status": "ALIVE"}
+
+        await dev_authority.start()
+        await _until(lambda: _is(status(""), SERVING))
+        assert (await _readyz(server))[0] == 200
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def test_readyz_is_not_ready_once_shutdown_begins(server: Server) -> None:
+    assert (await _readyz(server))[0] == 200
+    await server.health.enter_graceful_shutdown()
+    code, body = await _readyz(server)
+    assert code == 503
+    assert body["status"] == "NOT_READY"

@@ -234,12 +234,12 @@ async def test_two_workers_share_both_ports_and_each_serves(supervised: Supervis
             )
             assert reply.status == SERVING
 
-    url = f"http://127.0.0.1:{supervised.http_port}/healthz"
+    url = f"http://127.0.0.1:{supervised.http_port}/readyz"
     for _ in range(4):
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as http, http.get(url) as answer:
             assert answer.status == 200
-            assert (await answer.json())["status"] == "SERVING"
+            assert (await answer.json())["status"] == "READY"
 
 
 async def test_a_revocation_on_one_worker_reaches_every_connection(

@@ -30,18 +30,24 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def test_healthz_follows_the_overall_health(
+async def test_readyz_follows_the_overall_health_and_healthz_stays_alive(
     http: aiohttp.ClientSession, base: str, server: Server
 ) -> None:
+    async with http.get(f"{base}/readyz") as response:
+        assert response.status == 200
+        assert (await response.json())["status"] == "READY"
+    await server.set_serving("", False)
+    async with http.get(f"{base}/readyz") as response:
+        assert response.status == 503
+        assert (await response.json())["status"] == "NOT_READY"
+    async with http.head(f"{base}/readyz") as response:
+        assert response.status == 503
+    # Liveness: the process answers, whatever readiness says.
     async with http.get(f"{base}/healthz") as response:
         assert response.status == 200
-        assert await response.json() == {"status": "SERVING"}
-    await server.set_serving("", False)
-    async with http.get(f"{base}/healthz") as response:
-        assert response.status == 503
-        assert await response.json() == {"status": "NOT_SERVING"}
+        assert await response.json() == {"status": "ALIVE"}
     async with http.head(f"{base}/healthz") as response:
-        assert response.status == 503
+        assert response.status == 200
 
 
 async def test_metrics_count_requests_tokens_and_validations(

@@ -170,6 +170,23 @@ class Unavailable(DomainError):
     http_status = 503
 
 
+class StoreUnavailable(Unavailable):
+    """The store cannot take the operation now: its write lock is held by another process
+    (reason ``STORE_BUSY``) or the disk failed (``STORE_UNAVAILABLE``). Retry later."""
+
+    reason = "STORE_UNAVAILABLE"
+
+
+class StoreFull(DomainError):
+    """The disk under the store is full: nothing new can be written until space is freed."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+    oauth_error = "temporarily_unavailable"
+    reason = "STORE_FULL"
+    # Not 429: the caller did nothing wrong and slowing down alone does not help.
+    http_status = 503
+
+
 class NotImplementedYet(DomainError):
     """The RPC exists in the contract but its behaviour is not built yet."""
 

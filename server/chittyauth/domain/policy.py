@@ -716,7 +716,9 @@ _HTTP_RULES: tuple[Rule, ...] = (
     _rule(f"{_HTTP}GET /metrics", ALL,
           summary="anyone who reaches the listener: counters without identities (keep the"
           " listener private or filter the path at the proxy)"),
-    _rule(f"{_HTTP}GET /healthz", ALL, summary="anyone: SERVING or NOT_SERVING"),
+    _rule(f"{_HTTP}GET /healthz", ALL, summary="anyone: alive (the process answers)"),
+    _rule(f"{_HTTP}GET /readyz", ALL,
+          summary="anyone: ready or not, and which check fails (store, authority, keys)"),
 )  # fmt: skip
 
 # The historical routes (docs/legacy routes in ORIGINAL.md). The old form of an RPC answers by

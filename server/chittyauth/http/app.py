@@ -2,8 +2,9 @@
 
 Routes, most specific first; the transcoder answers everything else:
 
-- ``/healthz``, ``/metrics``, ``/openapi.json``, ``/jwks.json`` (and
-  ``/.well-known/jwks.json``), ``/.well-known/oauth-authorization-server``
+- ``/healthz`` (alive), ``/readyz`` (ready: see ``chittyauth.app.Readiness``), ``/metrics``,
+  ``/openapi.json``, ``/jwks.json`` (and ``/.well-known/jwks.json``),
+  ``/.well-known/oauth-authorization-server``
 - the OAuth endpoints ``/token``, ``/introspect``, ``/revoke`` (``http/oauth.py``),
   ``/authorize`` and ``/portal/login`` (``http/authorize.py``), ``/register``
   (``http/register.py``)
@@ -84,6 +85,10 @@ class HealthLike(Protocol):
     def status(self, service: str) -> int: ...
 
 
+class ReadinessLike(Protocol):
+    def checks(self) -> dict[str, str]: ...
+
+
 class JwksSource(Protocol):
     def jwks(self) -> list[dict[str, str]]: ...
 
@@ -117,6 +122,8 @@ class ServerParts(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+    def readiness(self) -> ReadinessLike: ...
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,7 @@ class HttpShim:
         success_style = ErrorStyle.LEGACY_SUCCESS
         routes = [
             _Route("/healthz", {"GET": self._healthz}, status),
+            _Route("/readyz", {"GET": self._readyz}, status),
             _Route("/metrics", {"GET": self._metrics}, status),
             _Route("/openapi.json", {"GET": self._openapi_json}, status),
             _Route("/jwks.json", {"GET": self._jwks}, status),
@@ -411,10 +419,20 @@ class HttpShim:
     # -- the plain routes ---------------------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        serving = self._serving()
+        # Liveness: answering at all is the proof. A full disk or an unreachable authority
+        # is for /readyz; restarting the process would not cure either.
+        return json_response({"status": "ALIVE"}, headers={"Cache-Control": "no-store"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        # Ready exactly when the overall gRPC health is SERVING (it follows the same checks,
+        # and turns NOT_SERVING at shutdown); the checks say which one fails.
+        ready = self._serving()
         return json_response(
-            {"status": "SERVING" if serving else "NOT_SERVING"},
-            status=200 if serving else 503,
+            {
+                "status": "READY" if ready else "NOT_READY",
+                "checks": self._server.readiness().checks(),
+            },
+            status=200 if ready else 503,
             headers={"Cache-Control": "no-store"},
         )
 

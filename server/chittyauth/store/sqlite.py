@@ -4,6 +4,12 @@ One writer connection, serialised by an asyncio lock, runs every transaction as
 ``BEGIN IMMEDIATE … COMMIT``; a second, read-only connection serves reads that must not see a
 transaction in progress. Migrations are numbered SQL files applied in order, each in its own
 transaction, and recorded in ``schema_migrations``.
+
+A SQLite failure that is not a bug of ours leaves the store as a domain error (``store_fault``):
+the write lock held by another process past the busy timeout is ``StoreUnavailable`` (reason
+``STORE_BUSY``), a full disk ``StoreFull``, an I/O or file fault ``StoreUnavailable``. While
+writes fail so, ``writable`` is False and a probe retries a one-row write every
+``probe_interval_s`` until one commits; listeners hear both changes (the server's health).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from chittyauth.clock import Clock
-from chittyauth.domain.errors import Unavailable
+from chittyauth.domain.errors import DomainError, StoreFull, StoreUnavailable, Unavailable
 from chittyauth.store.protocol import (
     AuditQuery,
     AuditRecord,
@@ -46,6 +52,50 @@ _UPSERT_HEAD = (
 _READ_HEAD = "SELECT value FROM meta WHERE name = 'audit_head'"
 # A batch stops taking units at this size so a steady stream of writers still gets commits.
 MAX_BATCH_UNITS = 128
+# The write the probe retries while the store cannot write: one small row, really committed.
+_UPSERT_PROBE = (
+    "INSERT INTO meta (name, value) VALUES ('store_probe', ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
+# SQLite's primary result codes (the low byte of an extended code such as SQLITE_IOERR_WRITE).
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SQLITE_FULL = 13
+_STORE_UNAVAILABLE_CODES = frozenset(
+    {
+        8,  # SQLITE_READONLY: the file or its directory is not writable
+        10,  # SQLITE_IOERR
+        11,  # SQLITE_CORRUPT
+        14,  # SQLITE_CANTOPEN
+        15,  # SQLITE_PROTOCOL
+        26,  # SQLITE_NOTADB
+    }
+)
+WritableListener = Callable[[bool], None]
+
+
+def store_fault(exc: BaseException) -> DomainError | None:
+    """The domain error a SQLite failure is to a caller, or None when it is not a store fault
+    (a constraint or a statement of ours: a bug, left to surface as such).
+
+    The caller's message never carries SQLite's own text; the store logs that.
+    """
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return None
+    primary = code & 0xFF
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return StoreUnavailable(
+            "the store is busy: another process holds its write lock",
+            reason="STORE_BUSY",
+            retry_after=1.0,
+        )
+    if primary == _SQLITE_FULL:
+        return StoreFull("the store's disk is full", retry_after=5.0)
+    if primary in _STORE_UNAVAILABLE_CODES:
+        return StoreUnavailable("the store cannot be read or written", retry_after=5.0)
+    return None
 
 
 def audit_hash(
@@ -213,10 +263,22 @@ class _Batch:
 class SqliteStore:
     """``Store`` on a SQLite file."""
 
-    def __init__(self, path: str | Path, clock: Clock, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        clock: Clock,
+        *,
+        busy_timeout_ms: int = 5000,
+        probe_interval_s: float = 1.0,
+    ) -> None:
         self.path = Path(path)
         self.clock = clock
         self._busy_timeout_ms = busy_timeout_ms
+        # Whether the last write committed (False from a store fault until a write commits).
+        self._writable = True
+        self._writable_listeners: list[WritableListener] = []
+        self._probe_interval_s = probe_interval_s
+        self._probe: asyncio.Task[None] | None = None
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -242,13 +304,29 @@ class SqliteStore:
         try:
             self._writer = await self._connect(readonly=False)
             await self.migrate()
+            await self._take_write_lock()
             self._reader = await self._connect(readonly=True)
         except (sqlite3.Error, OSError) as exc:
             await self.close()
-            raise Unavailable(f"cannot open the database at {self.path}: {exc}") from exc
+            fault = store_fault(exc)
+            if fault is None:
+                raise Unavailable(f"cannot open the database at {self.path}: {exc}") from exc
+            message = f"cannot open the database at {self.path}: {_open_problem(fault)}"
+            raise type(fault)(message, reason=fault.reason) from exc
         self._audit_head = await self._load_audit_head()
 
+    async def _take_write_lock(self) -> None:
+        """Takes and releases the write lock once, so a store that another process holds
+        locked fails at start (within the busy timeout) rather than at the first write."""
+        conn = self._require_writer()
+        await conn.execute("BEGIN IMMEDIATE")
+        await conn.execute("ROLLBACK")
+
     async def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -258,15 +336,20 @@ class SqliteStore:
         # The writer's statements inside a transaction run on the event loop's thread (see
         # SqliteTransaction); aiosqlite's thread runs the rest, never at the same time.
         conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=readonly)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        if readonly:
-            await conn.execute("PRAGMA query_only = ON")
-        else:
-            await conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a commit is on disk before anything is acknowledged.
-            await conn.execute("PRAGMA synchronous = FULL")
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            if readonly:
+                await conn.execute("PRAGMA query_only = ON")
+            else:
+                # Needs the write lock on a new file: may fail while another process has it.
+                await conn.execute("PRAGMA journal_mode = WAL")
+                # FULL: a commit is on disk before anything is acknowledged.
+                await conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            await conn.close()  # its thread would otherwise keep the process alive
+            raise
         return conn
 
     # -- migrations -----------------------------------------------------------------------
@@ -332,11 +415,14 @@ class SqliteStore:
                 # Released at once: the sub-journal stays small and in memory; the unit's
                 # work joins the batch, whose COMMIT decides its fate from here.
                 conn._conn.execute(f"RELEASE {savepoint}")
-            except BaseException:
+            except BaseException as exc:
                 try:
                     await self._undo_unit(conn, batch, savepoint)
                 finally:
                     self._maybe_end_batch(conn, batch)
+                fault = self._write_fault(exc)
+                if fault is not None:
+                    raise fault from exc
                 raise
             batch.units += 1
             batch.head = tx._audit_head
@@ -384,6 +470,11 @@ class SqliteStore:
         except asyncio.CancelledError:
             # The statements still run on aiosqlite's thread: clean up before the next one.
             self._interrupted = True
+            raise
+        except sqlite3.Error as exc:
+            fault = self._write_fault(exc)
+            if fault is not None:
+                raise fault from exc
             raise
         head = self._audit_head
         if head_text is not None:
@@ -472,7 +563,7 @@ class SqliteStore:
         try:
             await _in_thread(conn, finish)
         except BaseException as exc:
-            batch.done.set_exception(exc)
+            batch.done.set_exception(self._write_fault(exc) or exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -480,6 +571,7 @@ class SqliteStore:
             batch.done.set_result(None)
             return
         self._audit_head = head
+        self._set_writable(True)
         for callback in (*batch.callbacks, *self._commit_listeners):
             try:
                 callback()
@@ -498,6 +590,54 @@ class SqliteStore:
     def add_commit_listener(self, callback: Callable[[], None]) -> None:
         """Calls ``callback`` after every commit (the change feed uses it to wake up)."""
         self._commit_listeners.append(callback)
+
+    # -- store faults ---------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """False from a write that failed by a store fault until a write commits again."""
+        return self._writable
+
+    def add_writable_listener(self, callback: WritableListener) -> None:
+        """Calls ``callback(writable)`` whenever ``writable`` changes."""
+        self._writable_listeners.append(callback)
+
+    def _write_fault(self, exc: BaseException) -> DomainError | None:
+        """The domain error for a failed write (see ``store_fault``); a fault marks the store
+        unwritable and starts the probe."""
+        fault = store_fault(exc)
+        if fault is not None:
+            if self._writable:
+                # SQLite's text is for the operator, not the caller.
+                log.warning("store cannot write", extra={"reason": fault.reason, "error": str(exc)})
+            self._set_writable(False)
+        return fault
+
+    def _set_writable(self, writable: bool) -> None:
+        if writable == self._writable:
+            return
+        self._writable = writable
+        if writable:
+            log.warning("store writable again")
+        elif self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(
+                self._probe_until_writable(), name="store-probe"
+            )
+        for listener in list(self._writable_listeners):
+            try:
+                listener(writable)
+            except Exception:  # a listener's bug must not hide the fault from the caller
+                log.exception("writable listener failed")
+
+    async def _probe_until_writable(self) -> None:
+        """Retries a one-row write until one commits: the store recovers with no traffic."""
+        while not self._writable and self._writer is not None:
+            await asyncio.sleep(self._probe_interval_s)
+            try:
+                async with self.transaction() as tx:
+                    await tx.execute(_UPSERT_PROBE, (repr(self.clock.now()),))
+            except (DomainError, sqlite3.Error):
+                continue  # still failing (logged once, when it began)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqliteReader]:
@@ -635,12 +775,41 @@ class SqliteReader:
         self.conn = conn
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        try:
+            async with self.conn.execute(sql, params) as cursor:
+                return await cursor.fetchone()
+        except sqlite3.Error as exc:
+            fault = _read_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        try:
+            async with self.conn.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            fault = _read_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+
+
+def _read_fault(exc: sqlite3.Error) -> DomainError | None:
+    """A failed read as a domain error when it is a store fault (see ``store_fault``)."""
+    fault = store_fault(exc)
+    if fault is None:
+        return None
+    log.warning("store cannot read", extra={"reason": fault.reason, "error": str(exc)})
+    return fault
+
+
+def _open_problem(fault: DomainError) -> str:
+    if fault.reason == "STORE_BUSY":
+        return "another process holds its write lock"
+    if isinstance(fault, StoreFull):
+        return "its disk is full"
+    return "it cannot be read or written (check the path, its permissions and the disk)"
 
 
 def _audit_row(row: aiosqlite.Row) -> StoredAuditEvent:
