@@ -10,8 +10,10 @@ NOT_SERVING while the store cannot write, and AuthService also while the authori
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +36,7 @@ from chittyauth.http.metrics import Metrics
 from chittyauth.rpc.audit import AuditServicer
 from chittyauth.rpc.auth_service import AuthServicer
 from chittyauth.rpc.health import NOT_SERVING, SERVING, Health
-from chittyauth.rpc.interceptors import Gate, InterceptedServer
+from chittyauth.rpc.interceptors import Drain, Gate, InterceptedServer
 from chittyauth.rpc.pending import pending_servicer
 from chittyauth.rpc.reflection import enable_reflection
 from chittyauth.rpc.services import ALL_SERVICES, ServiceSpec
@@ -43,6 +45,10 @@ from chittyauth.store.tokens import live_revocations
 from chittyauth.workers import reserve_port
 
 log = logging.getLogger(__name__)
+
+# The drain stops the listeners once no caller has arrived for this long (see _until_quiet).
+_QUIET_S = 0.3
+_QUIET_POLL_S = 0.02
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 AUTH_SERVICE = "chitty.auth.v1.AuthService"
@@ -117,6 +123,11 @@ class Server:
         # Every served gRPC method by full name (set when the gRPC server is built).
         self.method_table: Mapping[str, Any] = {}
         self._stopped = asyncio.Event()
+        self._stopping = False
+        # Counts accepted gRPC calls and refuses new ones once the drain stops accepting.
+        self.drain = Drain()
+        # Set by a second SIGTERM/SIGINT: the drain delay ends at once.
+        self._hurry = asyncio.Event()
         self.feed = ChangeFeed(self.store)
         # Servicer instances by service name; a service without one answers UNIMPLEMENTED.
         self.servicers: dict[str, Any] = {}
@@ -240,23 +251,57 @@ class Server:
         self._health_tasks.add(task)
         task.add_done_callback(self._health_tasks.discard)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Graceful shutdown: NOT_SERVING, stop accepting, drain in-flight calls, close."""
+    async def stop(self, grace: float | None = None, *, delay: float = 0.0) -> None:
+        """Graceful shutdown that cancels no call it accepted (within ``grace``).
+
+        1. Health turns NOT_SERVING for every service, and for ``delay`` seconds (``serve``
+           passes ``[grpc] drain_delay_s``) calls are still served, so load balancers and
+           clients watching health move away; HTTP responses close their connections.
+        2. Stop accepting: the HTTP listener closes; a new gRPC call is refused UNAVAILABLE
+           before it starts (reason SHUTTING_DOWN); the streams that only end with the server
+           (WatchSessions, WatchRevocations) are ended.
+        3. Every accepted HTTP request and gRPC call gets ``grace`` seconds (default
+           ``[grpc] grace_period_s``) to finish; then grpc stops (cancelling only what outlived
+           the grace) and the store closes.
+
+        A bare ``grpc.aio`` ``server.stop(grace)`` is not enough: it cancels calls it had
+        accepted, writes among them, so their callers cannot tell whether they committed.
+        """
         if self._stopped.is_set():
+            return  # stopped already, or released after a failed start
+        if self._stopping:
+            await self._stopped.wait()
             return
+        self._stopping = True
         grace = self.config.grpc.grace_period_s if grace is None else grace
-        log.info("shutting down", extra={"grace_s": grace})
+        loop = asyncio.get_running_loop()
+        log.info("draining", extra={"delay_s": delay, "grace_s": grace})
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.begin_drain()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), delay)
+        deadline = loop.time() + grace
+        self.drain.stop_accepting()
+        if self.http is not None:
+            self.http.stop_accepting()
         sessions = getattr(self, "sessions", None)
         if sessions is not None:
             sessions.hub.close()  # end WatchSessions streams, or they would hold the drain
         revocation_hub = getattr(self, "revocation_hub", None)
         if revocation_hub is not None:
             revocation_hub.close()  # end WatchRevocations streams likewise
+        await self._until_quiet(deadline)
         if self.http is not None:
-            await self.http.stop()  # before gRPC: it calls the gRPC port until it is done
+            await self.http.stop()  # first: its requests may still make gRPC calls
+        cancelled = await self.drain.wait_idle(deadline - loop.time())
         if self._grpc is not None:
-            await self._grpc.stop(grace)
+            await self._grpc.stop(max(0.0, deadline - loop.time()))
+        log.info(
+            "drained",
+            extra={"cancelled": cancelled, "refused": self.drain.refused},
+        )
         key_schedule = getattr(self, "_key_schedule", None)
         if key_schedule is not None:
             key_schedule.cancel()
@@ -276,8 +321,27 @@ class Server:
         self._stopped.set()
         log.info("stopped")
 
+    async def _until_quiet(self, deadline: float) -> None:
+        """Waits until no gRPC call is in progress and no call or request has arrived for
+        ``_QUIET_S``, or until ``deadline`` (loop time).
+
+        grpc cancels a call it has received but not yet handed to its handler when it stops,
+        and an HTTP listener that closes drops requests not yet read: stopping either while
+        callers still arrive would turn their refusal into an ambiguous cancellation.
+        """
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            last = max(self.drain.last_arrival, self.http.last_refusal if self.http else 0.0)
+            if self.drain.in_flight == 0 and time.monotonic() - last >= _QUIET_S:
+                return
+            await asyncio.sleep(_QUIET_POLL_S)
+
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    def hurry(self) -> None:
+        """Ends the drain delay now (a second SIGTERM/SIGINT); accepted calls still finish."""
+        self._hurry.set()
 
     async def set_serving(self, service: str, serving: bool) -> None:
         """Marks one service (and the overall "" status) SERVING or NOT_SERVING."""
@@ -305,7 +369,7 @@ class Server:
         # errors, metrics) rather than by a per-call grpc interceptor: same behaviour, less
         # work per RPC.
         gate = Gate(lambda: getattr(self, "tokens", None), self.store)
-        target: Any = InterceptedServer(server, self.metrics.observe_rpc, gate)
+        target: Any = InterceptedServer(server, self.metrics.observe_rpc, gate, self.drain)
         self.method_table = target.methods
         for spec in ALL_SERVICES:
             spec.add(self._servicer_for(spec), target)
@@ -483,8 +547,14 @@ async def serve(config: Config, *, worker: int | None = None) -> int:
         return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            server.hurry()  # a second signal: skip what is left of the drain delay
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await stop.wait()
-    await server.stop()
+    await server.stop(delay=config.grpc.drain_delay_s)
     return 0

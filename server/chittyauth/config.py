@@ -38,7 +38,16 @@ class GrpcConfig:
     keepalive_timeout_s: float = 20.0
     # A client may ping at most this often without being told to go away.
     min_ping_interval_s: float = 10.0
+    # On SIGTERM: health turns NOT_SERVING and calls are still served for drain_delay_s, so
+    # load balancers and clients watching health move away; then new calls are refused
+    # UNAVAILABLE (not started) and accepted ones get grace_period_s to finish.
+    drain_delay_s: float = 2.0
     grace_period_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("drain_delay_s", "grace_period_s"):
+            if not 0 <= getattr(self, name) <= 3600:
+                raise ValueError(f"{name} must be between 0 and 3600 seconds")
 
 
 @dataclass(frozen=True)

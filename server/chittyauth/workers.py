@@ -4,8 +4,9 @@ The supervisor holds both ports, does the once-only start-up writes, then runs N
 the normal server (``app.serve`` with its worker index), and the kernel spreads connections over
 them. Their in-memory views follow the store's change log, so what one worker commits reaches
 the others within the change feed's poll interval. The supervisor forwards SIGTERM/SIGINT to
-every worker and waits for them; when a worker exits on its own it stops the others and exits
-non-zero, for the process manager to restart the whole service.
+every worker (each drains as one process does: see ``Server.stop``) and waits for them; when a
+worker exits on its own it stops the others and exits non-zero, for the process manager to
+restart the whole service.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from chittyauth.config import Config
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 64
-# Time a worker gets beyond its drain grace period before it is killed.
+# Time a worker gets beyond its drain delay and grace period before it is killed.
 _STOP_MARGIN_S = 10.0
 
 
@@ -219,7 +220,8 @@ async def _run_workers(config: Config, count: int, args: list[str], env: dict[st
             )
             forward(signal.SIGTERM)
         stopping.cancel()
-        clean = await _wait_stopped(workers, config.grpc.grace_period_s + _STOP_MARGIN_S)
+        drain_s = config.grpc.drain_delay_s + config.grpc.grace_period_s
+        clean = await _wait_stopped(workers, drain_s + _STOP_MARGIN_S)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

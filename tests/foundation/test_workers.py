@@ -73,6 +73,7 @@ def server_env(tmp_path: Path, authority: DevAuthority) -> dict[str, str]:
         "CHITTYAUTH_GRPC__PORT": "0",
         "CHITTYAUTH_HTTP__PORT": "0",
         "CHITTYAUTH_GRPC__GRACE_PERIOD_S": "2",
+        "CHITTYAUTH_GRPC__DRAIN_DELAY_S": "0.2",
         "CHITTYAUTH_AUTHORITY__URL": authority.authority_url,
         "CHITTYAUTH_PORTAL__TEAM_DOMAIN": authority.base_url,
     }

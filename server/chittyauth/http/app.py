@@ -40,7 +40,7 @@ import chittyauth
 from chittyauth.clock import Clock, SystemClock
 from chittyauth.config import Config
 from chittyauth.domain.cimd import ClientMetadataDocuments
-from chittyauth.domain.errors import DomainError
+from chittyauth.domain.errors import DomainError, Unavailable
 from chittyauth.domain.grants import MachineGrants
 from chittyauth.domain.oauth import OAuthFlows
 from chittyauth.domain.ratelimit import source_address, trusted_networks
@@ -150,6 +150,12 @@ class HttpShim:
         self._styles: dict[str, ErrorStyle] = {}
         self._openapi: bytes | None = None
         self._trusted_proxies = trusted_networks(self._config.http.trusted_proxies)
+        # Set when the server starts draining: every response then closes its connection.
+        self._draining = False
+        # Cleared when the server stops accepting: a new request is then answered 503.
+        self._accepting = True
+        # When (time.monotonic()) the last request was refused that way.
+        self.last_refusal = 0.0
         self.app: web.Application | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
@@ -186,8 +192,32 @@ class HttpShim:
         log.info("http serving", extra={"http": f"{host}:{bound[1]}"})
         return int(bound[1])
 
+    def begin_drain(self) -> None:
+        """Answers ``Connection: close`` from now on, while still serving.
+
+        Clients then leave their keep-alive connections during the drain delay, so none is
+        left idle to race a new request against the close when the listener stops.
+        """
+        self._draining = True
+
+    def stop_accepting(self) -> None:
+        """Answers every new request 503 (reason SHUTTING_DOWN), still on an open listener.
+
+        Closing the listener at once would drop requests already sent on connections the
+        kernel or aiohttp accepted but no handler had read yet; a 503 is a clear refusal. The
+        listener closes in ``stop()``, once callers have gone quiet.
+        """
+        self._draining = True
+        self._accepting = False
+        self.last_refusal = time.monotonic()
+
     async def stop(self) -> None:
-        """Stops accepting, lets in-flight requests finish (up to the grace period), closes."""
+        """Stops accepting, lets in-flight requests finish (up to the grace period), closes.
+
+        aiohttp closes the listener and idle connections, then waits for each request in
+        progress; the gRPC calls those make are still accepted (see ``rpc.interceptors.Drain``).
+        """
+        self._draining = True
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -358,6 +388,10 @@ class HttpShim:
         try:
             response = await self._answer(request, handler, style, request_id)
             status = response.status
+            if self._draining and not response.prepared:
+                # Here, not in on_response_prepare: aiohttp picks the Connection header before
+                # that hook runs, and a close the client was not told of races its next request.
+                response.force_close()
             return response
         except web.HTTPException as exc:
             status = exc.status
@@ -375,6 +409,8 @@ class HttpShim:
         try:
             if request.content_length is not None and request.content_length > limit:
                 raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            if not self._accepting:
+                await self._refuse(request)
             return await handler(request)
         except DomainError as refusal:
             return render(refusal, style, auth_scheme=authorization_scheme(request))
@@ -383,6 +419,19 @@ class HttpShim:
         except Exception:  # the last line of defence: log it, show only the request id
             log.exception("unexpected error in HTTP handler", extra={"path": request.path})
             return internal_error(style, request_id)
+
+    async def _refuse(self, request: web.Request) -> None:
+        """Refuses a request that arrived after the stop: 503, reason SHUTTING_DOWN.
+
+        The body is read first: answering and closing while the client still writes it would
+        reset the connection, and the client would see an error instead of the refusal.
+        """
+        self.last_refusal = time.monotonic()
+        await request.read()
+        raise Unavailable(
+            "the server is shutting down and did not start this request; retry it",
+            reason="SHUTTING_DOWN",
+        )
 
     async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every response, streams included: the request id and, if allowed, CORS."""

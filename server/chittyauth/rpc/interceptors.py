@@ -1,11 +1,12 @@
-"""The handler wrapper: request id, credentials, and domain errors -> gRPC status.
+"""The handler wrapper: request id, credentials, domain errors -> gRPC status, and the drain.
 
 It wraps each method's handler once and caches the wrapper, so the per-call cost is one
-metadata scan and two contextvar sets.
+metadata scan, two contextvar sets, and the drain's in-flight count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import itertools
@@ -19,11 +20,12 @@ import grpc
 from grpc import aio
 
 from chittyauth.domain import audit, policy
-from chittyauth.domain.errors import DomainError, PermissionDenied, Unauthenticated
+from chittyauth.domain.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
 from chittyauth.logs import request_id_var
 from chittyauth.rpc.auth import PrincipalResolver
 from chittyauth.rpc.context import CallInfo, call_var
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY, status_for
+from chittyauth.rpc.forwarded import vouched_address
 from chittyauth.store.protocol import Store
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,77 @@ class Gate:
         return admitted
 
 
+class Drain:
+    """Counts the calls in progress, and refuses new ones once the server stops accepting.
+
+    grpc.aio's own ``server.stop(grace)`` cancels calls it has accepted (a write among them
+    leaves its caller unable to tell whether it committed), so the server drains here first:
+    ``stop_accepting()``, after which a new call is refused UNAVAILABLE before it does anything,
+    then ``wait_idle()`` until every accepted call has finished; only then is grpc stopped.
+
+    A call the HTTP shim forwards (vouched for by the shim's secret) is still accepted after
+    the stop: it is part of an HTTP request that was accepted, possibly by another worker's shim.
+
+    The hot path is two integer updates and two attribute reads; nothing is awaited.
+    """
+
+    __slots__ = ("_idle", "_refusal", "accepting", "in_flight", "last_arrival", "refused")
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.in_flight = 0
+        # Calls refused since the stop, reported when the drain ends.
+        self.refused = 0
+        # When (time.monotonic()) the last call arrived after the stop: grpc cancels the calls
+        # queued in it but not yet handed to us when it stops, so the server stops it only once
+        # callers have gone quiet (or the grace period is over).
+        self.last_arrival = 0.0
+        self._idle: asyncio.Event | None = None
+        code, status = status_for(
+            Unavailable(
+                "the server is shutting down and did not start this call; retry it",
+                reason="SHUTTING_DOWN",
+            )
+        )
+        self._refusal = (code, status.message, status.SerializeToString())
+
+    def stop_accepting(self) -> None:
+        """From now on a new call (not forwarded by the shim) is refused UNAVAILABLE."""
+        self.last_arrival = time.monotonic()  # the quiet period counts from here at the latest
+        self.accepting = False
+
+    async def wait_idle(self, within_s: float) -> int:
+        """Waits up to ``within_s`` until no call is in progress; returns how many still are."""
+        if self.in_flight > 0:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), max(0.0, within_s))
+            except TimeoutError:
+                pass
+            finally:
+                self._idle = None
+        return self.in_flight
+
+    def left(self) -> None:
+        """One accepted call has finished."""
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def refuse_late(self, context: aio.ServicerContext[Any, Any], info: CallInfo) -> None:
+        """Aborts a call that arrived after the stop, unless the shim forwarded it."""
+        self.last_arrival = time.monotonic()
+        if vouched_address(info.metadata):
+            return
+        self.refused += 1
+        code, message, details = self._refusal
+        await context.abort(
+            code,
+            message,
+            trailing_metadata=((REQUEST_ID_KEY, info.request_id), (STATUS_DETAILS_KEY, details)),
+        )
+
+
 class InterceptedServer:
     """Registers services on ``server`` with every method handler wrapped once, up front.
 
@@ -95,11 +168,16 @@ class InterceptedServer:
     """
 
     def __init__(
-        self, server: aio.Server, observe: Observer | None = None, gate: Gate | None = None
+        self,
+        server: aio.Server,
+        observe: Observer | None = None,
+        gate: Gate | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._server = server
         self._observe = observe
         self._gate = gate
+        self.drain = drain or Drain()
         self._table = _MethodTable()
         server.add_generic_rpc_handlers((self._table,))
 
@@ -107,7 +185,10 @@ class InterceptedServer:
         self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
     ) -> None:
         self._server.add_generic_rpc_handlers(
-            [_WrappedGeneric(handler, self._observe, self._gate) for handler in handlers]
+            [
+                _WrappedGeneric(handler, self._observe, self._gate, self.drain)
+                for handler in handlers
+            ]
         )
 
     def add_registered_method_handlers(
@@ -115,7 +196,9 @@ class InterceptedServer:
     ) -> None:
         for name, handler in method_handlers.items():
             method = f"/{service_name}/{name}"
-            self._table.methods[method] = _wrap(method, handler, self._observe, self._gate)
+            self._table.methods[method] = _wrap(
+                method, handler, self._observe, self._gate, self.drain
+            )
 
     @property
     def methods(self) -> Mapping[str, Handler]:
@@ -138,11 +221,16 @@ class _MethodTable(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
 class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     def __init__(
-        self, inner: grpc.GenericRpcHandler[Any, Any], observe: Observer | None, gate: Gate | None
+        self,
+        inner: grpc.GenericRpcHandler[Any, Any],
+        observe: Observer | None,
+        gate: Gate | None,
+        drain: Drain,
     ) -> None:
         self._inner = inner
         self._observe = observe
         self._gate = gate
+        self._drain = drain
         self._wrapped: dict[str, Handler | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
@@ -150,22 +238,28 @@ class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         if method in self._wrapped:
             return self._wrapped[method]
         handler = self._inner.service(handler_call_details)
-        wrapped = _wrap(method, handler, self._observe, self._gate) if handler is not None else None
+        wrapped = (
+            _wrap(method, handler, self._observe, self._gate, self._drain)
+            if handler is not None
+            else None
+        )
         self._wrapped[method] = wrapped
         return wrapped
 
 
-def _wrap(method: str, handler: Handler, observe: Observer | None, gate: Gate | None) -> Handler:
+def _wrap(
+    method: str, handler: Handler, observe: Observer | None, gate: Gate | None, drain: Drain
+) -> Handler:
     admit = _admission(method, gate)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(method, handler.unary_unary, observe, admit),
+            _unary(method, handler.unary_unary, observe, admit, drain),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _stream(method, handler.unary_stream, admit),
+            _stream(method, handler.unary_stream, admit, drain),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -231,11 +325,23 @@ async def _abort(
 
 
 def _unary(
-    method: str, behaviour: Callable[..., Any], observe: Observer | None, admit: Admission
+    method: str,
+    behaviour: Callable[..., Any],
+    observe: Observer | None,
+    admit: Admission,
+    drain: Drain,
 ) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         info = _begin(method, context)
+        if not drain.accepting:
+            try:
+                await drain.refuse_late(context, info)
+            except aio.AbortError:
+                if observe is not None:
+                    observe(method, "UNAVAILABLE", time.perf_counter() - started)
+                raise
+        drain.in_flight += 1
         code = "OK"
         try:
             if admit is not None:
@@ -251,6 +357,7 @@ def _unary(
             code = "INTERNAL"
             await _abort(context, info, exc)
         finally:
+            drain.left()
             if observe is not None:
                 observe(method, code, time.perf_counter() - started)
 
@@ -263,10 +370,13 @@ def _code_name(context: aio.ServicerContext[Any, Any]) -> str:
 
 
 def _stream(
-    method: str, behaviour: Callable[..., Any], admit: Admission
+    method: str, behaviour: Callable[..., Any], admit: Admission, drain: Drain
 ) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         info = _begin(method, context)
+        if not drain.accepting:
+            await drain.refuse_late(context, info)
+        drain.in_flight += 1
         try:
             if admit is not None:
                 info = await admit(info)
@@ -280,5 +390,7 @@ def _stream(
             raise
         except Exception as exc:  # every error leaves through _abort
             await _abort(context, info, exc)
+        finally:
+            drain.left()
 
     return handle
