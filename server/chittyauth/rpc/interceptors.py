@@ -1,7 +1,8 @@
-"""The handler wrapper: request id, credentials, and domain errors -> gRPC status.
+"""The handler wrapper: request id, credentials, decoding, and domain errors -> gRPC status.
 
 It wraps each method's handler once and caches the wrapper, so the per-call cost is one
-metadata scan and two contextvar sets.
+metadata scan and two contextvar sets. Request bodies are decoded here rather than by grpc
+(``rpc/decoding.py``), so an undecodable body is INVALID_ARGUMENT, not UNKNOWN.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chittyauth.domain.errors import DomainError, PermissionDenied, Unauthentica
 from chittyauth.logs import request_id_var
 from chittyauth.rpc.auth import PrincipalResolver
 from chittyauth.rpc.context import CallInfo, call_var
+from chittyauth.rpc.decoding import Decoder, decoder_for
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY, status_for
 from chittyauth.store.protocol import Store
 
@@ -157,19 +159,25 @@ class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
 def _wrap(method: str, handler: Handler, observe: Observer | None, gate: Gate | None) -> Handler:
     admit = _admission(method, gate)
+    # grpc gets no deserializer and hands over the raw body; the wrapper decodes it (after
+    # admission), so a body that does not parse is refused like any other bad request.
+    decode = decoder_for(handler.request_deserializer)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(method, handler.unary_unary, observe, admit),
-            request_deserializer=handler.request_deserializer,
+            _unary(method, handler.unary_unary, observe, admit, decode),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _stream(method, handler.unary_stream, admit),
-            request_deserializer=handler.request_deserializer,
+            _stream(method, handler.unary_stream, admit, decode),
             response_serializer=handler.response_serializer,
         )
-    return handler  # client- and bidi-streaming: none in the contract
+    if handler.stream_stream is not None:  # server reflection; none in the contract
+        return grpc.stream_stream_rpc_method_handler(
+            _bidi(method, handler.stream_stream, admit, decode),
+            response_serializer=handler.response_serializer,
+        )
+    return handler  # client-streaming: none served
 
 
 Admission = Callable[[CallInfo], Awaitable[CallInfo]] | None
@@ -231,7 +239,11 @@ async def _abort(
 
 
 def _unary(
-    method: str, behaviour: Callable[..., Any], observe: Observer | None, admit: Admission
+    method: str,
+    behaviour: Callable[..., Any],
+    observe: Observer | None,
+    admit: Admission,
+    decode: Decoder | None,
 ) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
@@ -240,6 +252,8 @@ def _unary(
         try:
             if admit is not None:
                 info = await admit(info)
+            if decode is not None:
+                request = decode(request)
             return await behaviour(request, context)
         except aio.AbortError:
             code = _code_name(context)
@@ -263,13 +277,15 @@ def _code_name(context: aio.ServicerContext[Any, Any]) -> str:
 
 
 def _stream(
-    method: str, behaviour: Callable[..., Any], admit: Admission
+    method: str, behaviour: Callable[..., Any], admit: Admission, decode: Decoder | None
 ) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         info = _begin(method, context)
         try:
             if admit is not None:
                 info = await admit(info)
+            if decode is not None:
+                request = decode(request)
             result = behaviour(request, context)
             if inspect.isasyncgen(result):
                 async for message in result:
@@ -282,3 +298,27 @@ def _stream(
             await _abort(context, info, exc)
 
     return handle
+
+
+def _bidi(
+    method: str, behaviour: Callable[..., Any], admit: Admission, decode: Decoder | None
+) -> Callable[..., AsyncIterator[Any]]:
+    async def handle(requests: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        info = _begin(method, context)
+        try:
+            if admit is not None:
+                info = await admit(info)
+            decoded = requests if decode is None else _decoded(requests, decode)
+            async for message in behaviour(decoded, context):
+                yield message
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # every error leaves through _abort
+            await _abort(context, info, exc)
+
+    return handle
+
+
+async def _decoded(requests: AsyncIterator[bytes], decode: Decoder) -> AsyncIterator[Any]:
+    async for body in requests:
+        yield decode(body)
