@@ -153,6 +153,9 @@ def test_json_fixtures_are_what_they_claim() -> None:
 HOSTILE_HEADERS = [
     b"Authorization: Basic \xff\xfe\xfd",
     b"Authorization: Bearer caf\xe9",
+    b"Authorization: \xff",
+    b"Cf-Access-Jwt-Assertion: ey\xac.\xff",
+    b"Cf-Access-Authenticated-User-Email: \xffa@example.com",
     b"X-Forwarded-For: 10.0.0.\xff",
     b"Origin: https://\xffexample.com",
     b"Cookie: chittyauth_consent=\xff\xfe",

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from grpc import aio
+from multidict import CIMultiDict
 
 import chittyauth
 from chittyauth.clock import Clock, SystemClock
@@ -352,6 +353,8 @@ class HttpShim:
     @web.middleware
     async def _edge(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
+        if not all(value.isascii() for _, value in request.raw_headers):
+            request = _with_utf8_headers(request)
         request_id = _usable_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
         request[REQUEST_ID] = request_id
         if self._trusted_proxies:
@@ -364,9 +367,7 @@ class HttpShim:
         canonical = resource.canonical if resource is not None else ""
         route_label = canonical if canonical in self._styles else TRANSCODED_ROUTE
         # The transcoder forwards this request id (request[REQUEST_ID]) to the gRPC side in
-        # place of the header, so both log the same id. The request is never cloned with
-        # rewritten headers: that re-encodes every header as UTF-8, and a header byte that is
-        # not UTF-8 (aiohttp keeps such bytes as surrogates) would make it raise.
+        # place of the header, so both log the same id, with no clone of the request here.
         style = self._styles.get(canonical, ErrorStyle.STATUS)
         reset = request_id_var.set(request_id)
         status = 500
@@ -467,6 +468,20 @@ class HttpShim:
         return json_response(
             {"keys": self._server.keys.jwks()}, headers={"Cache-Control": JWKS_CACHE_CONTROL}
         )
+
+
+def _with_utf8_headers(request: web.Request) -> web.Request:
+    """``request`` with each header byte that is not UTF-8 read as U+FFFD.
+
+    aiohttp keeps such bytes as surrogates, which raise wherever a value is encoded again
+    (a JWT parser, base64, a log line): a credential header with one would fail as a 500
+    instead of as a bad credential. Only a request with a non-ASCII header byte gets here.
+    """
+    headers = CIMultiDict(
+        (name.decode("latin-1"), value.decode("utf-8", "replace"))
+        for name, value in request.raw_headers
+    )
+    return request.clone(headers=headers)
 
 
 def _usable_request_id(presented: str) -> str:
