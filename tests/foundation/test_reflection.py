@@ -106,3 +106,10 @@ async def test_v1_refuses_an_undecodable_request_without_traceback(
         await _v1_exchange(channel, b"\x0a\xff\xff\xff\xff\x03abc")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_grpcurl_calls_health_list(server: Server) -> None:
+    code, out, err = await grpcurl("-plaintext", server.grpc_target, "grpc.health.v1.Health/List")
+    assert code == 0, err
+    assert '"chitty.auth.v1.AuthService": {' in out
+    assert '"status": "SERVING"' in out
