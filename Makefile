@@ -68,6 +68,10 @@ lint: $(STAMP) ## ruff, and mypy --strict on server/ and the hand-written client
 test: check-gen lint-proto breaking lint bytecode ## Everything CI runs: stubs, buf, ruff, mypy, pytest.
 	$(BIN)/pytest -q
 
+.PHONY: fuzz
+fuzz: $(STAMP) ## The fuzz tests with 10x the inputs `make test` gives them (a few minutes).
+	CHITTYAUTH_FUZZ_SCALE=$${CHITTYAUTH_FUZZ_SCALE:-10} $(BIN)/pytest -q --timeout=1800 tests/security/test_fuzz.py
+
 ##@ Run
 .PHONY: run bench
 run: bytecode ## Run the service on its defaults, with the dev identity authority beside it.

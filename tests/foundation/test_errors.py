@@ -60,6 +60,19 @@ async def test_unimplemented_stream_names_itself(pending_channel: aio.Channel) -
     assert "SyncService.WatchSessions" in (caught.value.details() or "")
 
 
+async def test_undecodable_body_is_invalid_argument_before_the_servicer(
+    pending_channel: aio.Channel,
+) -> None:
+    # Decoded by the wrapper, not by grpc: a refusal with a reason, not UNKNOWN.
+    call = pending_channel.unary_unary("/chitty.auth.v1.SyncService/GetSessionState")
+    with pytest.raises(aio.AioRpcError) as caught:
+        await call(b"\x0a\xff\xff\xff\xff\x03abc", metadata=(("x-request-id", "req-bad"),))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "GetSessionStateRequest" in (caught.value.details() or "")
+    assert _error_info(caught.value).reason == "MALFORMED_REQUEST"
+    assert dict(caught.value.trailing_metadata() or ())["x-request-id"] == "req-bad"
+
+
 async def test_request_id_is_echoed(channel: aio.Channel) -> None:
     stub = sync_service_pb2_grpc.SyncServiceStub(channel)  # no token: UNAUTHENTICATED
     with pytest.raises(aio.AioRpcError) as caught:

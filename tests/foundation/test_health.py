@@ -164,3 +164,19 @@ async def test_readyz_is_not_ready_once_shutdown_begins(server: Server) -> None:
     code, body = await _readyz(server)
     assert code == 503
     assert body["status"] == "NOT_READY"
+
+
+async def test_list_answers_every_service(channel: aio.Channel) -> None:
+    reply = await health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest())
+    expected = {"", *(spec.full_name for spec in ALL_SERVICES)}
+    assert expected <= set(reply.statuses)
+    assert {reply.statuses[name].status for name in expected} == {SERVING}
+
+
+async def test_list_follows_a_service_going_not_serving(
+    server: Server, channel: aio.Channel
+) -> None:
+    await server.set_serving("chitty.auth.v1.SyncService", False)
+    reply = await health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest())
+    assert reply.statuses["chitty.auth.v1.SyncService"].status == NOT_SERVING
+    assert reply.statuses["chitty.auth.v1.AuthService"].status == SERVING

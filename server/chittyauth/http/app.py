@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from grpc import aio
 from multidict import CIMultiDict
 
@@ -69,6 +70,30 @@ from chittyauth.rpc.services import ALL_SERVICES
 from chittyauth.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every request it cannot parse (a bad header name, a bad request line) at
+    ERROR with a traceback, while it answers 400: anyone could fill the log that way. Such a
+    record becomes one INFO line without a traceback; every other record is left alone.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "malformed HTTP request refused"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.__dict__.update(remote=str(remote), status=exc.code)
+        return True
+
+
+# aiohttp's protocol logger for our server (not the aiohttp.server logger, which other
+# aiohttp servers in the process share).
+protocol_log = logging.getLogger("chittyauth.http.protocol")
+protocol_log.addFilter(_MalformedRequestFilter())
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -179,6 +204,7 @@ class HttpShim:
             self.app,
             handle_signals=False,
             access_log=None,
+            logger=protocol_log,
             shutdown_timeout=grpc_config.grace_period_s,
         )
         await self._runner.setup()
@@ -365,6 +391,8 @@ class HttpShim:
     @web.middleware
     async def _edge(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
+        if not all(value.isascii() for _, value in request.raw_headers):
+            request = _with_utf8_headers(request)
         request_id = _usable_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
         request[REQUEST_ID] = request_id
         if self._trusted_proxies:
@@ -376,12 +404,8 @@ class HttpShim:
         resource = request.match_info.route.resource
         canonical = resource.canonical if resource is not None else ""
         route_label = canonical if canonical in self._styles else TRANSCODED_ROUTE
-        if route_label == TRANSCODED_ROUTE and request.headers.get(REQUEST_ID_HEADER) != request_id:
-            # The transcoder forwards x-request-id, so the gRPC side logs the same id. Only
-            # there: a clone per request is a measurable share of a hot RFC endpoint.
-            headers = CIMultiDict(request.headers)
-            headers[REQUEST_ID_HEADER] = request_id
-            request = request.clone(headers=headers)
+        # The transcoder forwards this request id (request[REQUEST_ID]) to the gRPC side in
+        # place of the header, so both log the same id, with no clone of the request here.
         style = self._styles.get(canonical, ErrorStyle.STATUS)
         reset = request_id_var.set(request_id)
         status = 500
@@ -511,6 +535,20 @@ class HttpShim:
         return json_response(
             {"keys": self._server.keys.jwks()}, headers={"Cache-Control": JWKS_CACHE_CONTROL}
         )
+
+
+def _with_utf8_headers(request: web.Request) -> web.Request:
+    """``request`` with each header byte that is not UTF-8 read as U+FFFD.
+
+    aiohttp keeps such bytes as surrogates, which raise wherever a value is encoded again
+    (a JWT parser, base64, a log line): a credential header with one would fail as a 500
+    instead of as a bad credential. Only a request with a non-ASCII header byte gets here.
+    """
+    headers = CIMultiDict(
+        (name.decode("latin-1"), value.decode("utf-8", "replace"))
+        for name, value in request.raw_headers
+    )
+    return request.clone(headers=headers)
 
 
 def _usable_request_id(presented: str) -> str:

@@ -14,7 +14,6 @@ not exist yet are not served at all (see ``reference/ORIGINAL.md`` for the full 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from chittyauth.domain.tokens import TokenService, Validation
 from chittyauth.http.errors import (
     JSON_CONTENT_TYPE,
     json_response,
+    parse_json,
     read_body,
     require_content_type,
 )
@@ -149,14 +149,11 @@ async def read_json_object(request: web.Request, max_body_bytes: int) -> dict[st
 
     Raises:
         UnsupportedMediaType, PayloadTooLarge: the body's type or size.
-        InvalidRequest: the body is not a JSON object (reason ``MALFORMED_JSON``).
+        InvalidRequest: the body is not a JSON object (reason ``MALFORMED_JSON``) or nests
+            too deeply (``JSON_TOO_DEEP``).
     """
     require_content_type(request, JSON_CONTENT_TYPE)
-    body = await read_body(request, max_body_bytes)
-    try:
-        payload: Any = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("request body is not valid JSON", reason="MALFORMED_JSON") from exc
+    payload = parse_json(await read_body(request, max_body_bytes))
     if not isinstance(payload, dict):
         raise InvalidRequest("request body must be a JSON object", reason="MALFORMED_JSON")
     return payload

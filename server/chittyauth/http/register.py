@@ -18,7 +18,6 @@ scopes never). Other metadata is ignored and not echoed. Errors are RFC 7591 §3
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +43,7 @@ from chittyauth.http.errors import (
     NO_STORE,
     REALM,
     json_response,
+    parse_json,
     read_body,
     request_id_of,
     require_content_type,
@@ -264,9 +264,9 @@ class RegistrationEndpoint:
         require_content_type(request, JSON_CONTENT_TYPE)
         body = await read_body(request, MAX_REGISTRATION_BYTES)
         try:
-            metadata = json.loads(body)
-        except (ValueError, RecursionError):
-            raise InvalidClientMetadata("the body is not a JSON object") from None
+            metadata = parse_json(body)
+        except InvalidRequest as exc:
+            raise InvalidClientMetadata(f"the body is not a JSON object: {exc.message}") from None
         if not isinstance(metadata, dict):
             raise InvalidClientMetadata("the body is not a JSON object")
         return metadata

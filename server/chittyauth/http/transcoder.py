@@ -58,14 +58,17 @@ from google.protobuf.message import Message
 from multidict import MultiMapping
 
 from chittyauth.config import HttpConfig
+from chittyauth.domain.errors import DomainError
 from chittyauth.http import status as rpc_http
-from chittyauth.http.errors import source_address_of
+from chittyauth.http.errors import header_text, parse_json, request_id_of, source_address_of
 from chittyauth.http.status import HttpError
 from chittyauth.rpc.forwarded import RESERVED_KEYS, forwarded_metadata
 
 JSON_CONTENT_TYPE = "application/json"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 DEFAULT_TIMEOUT_S = 30.0
+
+_REQUEST_ID_KEY = rpc_http.REQUEST_ID_KEY
 
 WILDCARD = "*"
 MULTI_WILDCARD = "**"
@@ -532,8 +535,13 @@ class Transcoder:
 
     def _metadata(self, request: web.Request) -> list[tuple[str, str]]:
         metadata: list[tuple[str, str]] = []
+        request_id = request_id_of(request)  # the edge's usable id, whatever the header said
         for name in self._forwarded:
+            if name == _REQUEST_ID_KEY and request_id:
+                metadata.append((name, request_id))
+                continue
             for value in request.headers.getall(name, ()):
+                # A byte that is not UTF-8 reaches us as a surrogate: not ASCII, so refused.
                 if not (value.isascii() and value.isprintable()):
                     raise _Rejected(rpc_http.bad_request(f"header {name} must be printable ASCII"))
                 metadata.append((name, value))
@@ -566,7 +574,7 @@ class Transcoder:
                     415,
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"request body must be {JSON_CONTENT_TYPE} (UTF-8), "
-                    f"not {request.headers.get('Content-Type', 'untyped')}",
+                    f"not {header_text(request.headers.get('Content-Type', 'untyped'))}",
                     reason="UNSUPPORTED_MEDIA_TYPE",
                 )
             )
@@ -734,9 +742,13 @@ def _build_request(
     message = route.method.request_class()
     if body:
         try:
-            payload = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _Rejected(rpc_http.bad_request(f"request body is not valid JSON: {exc}")) from exc
+            payload = parse_json(body)
+        except DomainError as exc:
+            raise _Rejected(
+                rpc_http.local_error(
+                    400, grpc.StatusCode.INVALID_ARGUMENT, exc.message, reason=exc.reason
+                )
+            ) from None
         if route.body == "*":
             if not isinstance(payload, dict):
                 raise _Rejected(rpc_http.bad_request("request body must be a JSON object"))
@@ -870,4 +882,5 @@ def _render(route: _Route, reply: Message) -> Any:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # "replace", as http/errors.json_response: a stray surrogate never fails a response.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")

@@ -1,4 +1,4 @@
-"""grpc.health.v1 with a status per service, whose Watch streams end at shutdown."""
+"""grpc.health.v1 with a status per service, whose Watch streams end at shutdown, and List."""
 
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 class Health(HealthServicer):  # type: ignore[misc]
-    """The reference servicer, except that Watch returns once NOT_SERVING is sent at shutdown.
-
-    Without that, every open Watch would hold the server's drain for the full grace period.
+    """The reference servicer, except that Watch returns once NOT_SERVING is sent at shutdown
+    (without that, every open Watch would hold the server's drain for the full grace period),
+    and with List, which the reference asyncio servicer leaves unimplemented.
     """
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthListResponse:
+        """Every service's status, the overall one ("") included (a snapshot, as the spec
+        allows; the few services here never come near its RESOURCE_EXHAUSTED limit)."""
+        reply = health_pb2.HealthListResponse()
+        for service, status in list(self._server_status.items()):
+            reply.statuses[service].status = status
+        return reply
 
     async def Watch(
         self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext[Any, Any]

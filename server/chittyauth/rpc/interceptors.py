@@ -1,7 +1,10 @@
-"""The handler wrapper: request id, credentials, domain errors -> gRPC status, and the drain.
+"""The handler wrapper: request id, credentials, decoding, domain errors -> gRPC status, and
+the drain.
 
 It wraps each method's handler once and caches the wrapper, so the per-call cost is one
-metadata scan, two contextvar sets, and the drain's in-flight count.
+metadata scan, two contextvar sets, and the drain's in-flight count. Request bodies are decoded
+here rather than by grpc (``rpc/decoding.py``), so an undecodable body is INVALID_ARGUMENT, not
+UNKNOWN.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from chittyauth.domain.errors import DomainError, PermissionDenied, Unauthentica
 from chittyauth.logs import request_id_var
 from chittyauth.rpc.auth import PrincipalResolver
 from chittyauth.rpc.context import CallInfo, call_var
+from chittyauth.rpc.decoding import Decoder, decoder_for
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY, status_for
 from chittyauth.rpc.forwarded import vouched_address
 from chittyauth.store.protocol import Store
@@ -251,19 +255,25 @@ def _wrap(
     method: str, handler: Handler, observe: Observer | None, gate: Gate | None, drain: Drain
 ) -> Handler:
     admit = _admission(method, gate)
+    # grpc gets no deserializer and hands over the raw body; the wrapper decodes it (after
+    # admission), so a body that does not parse is refused like any other bad request.
+    decode = decoder_for(handler.request_deserializer)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(method, handler.unary_unary, observe, admit, drain),
-            request_deserializer=handler.request_deserializer,
+            _unary(method, handler.unary_unary, observe, admit, decode, drain),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _stream(method, handler.unary_stream, admit, drain),
-            request_deserializer=handler.request_deserializer,
+            _stream(method, handler.unary_stream, admit, decode, drain),
             response_serializer=handler.response_serializer,
         )
-    return handler  # client- and bidi-streaming: none in the contract
+    if handler.stream_stream is not None:  # server reflection; none in the contract
+        return grpc.stream_stream_rpc_method_handler(
+            _bidi(method, handler.stream_stream, admit, decode),
+            response_serializer=handler.response_serializer,
+        )
+    return handler  # client-streaming: none served
 
 
 Admission = Callable[[CallInfo], Awaitable[CallInfo]] | None
@@ -329,6 +339,7 @@ def _unary(
     behaviour: Callable[..., Any],
     observe: Observer | None,
     admit: Admission,
+    decode: Decoder | None,
     drain: Drain,
 ) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
@@ -346,6 +357,8 @@ def _unary(
         try:
             if admit is not None:
                 info = await admit(info)
+            if decode is not None:
+                request = decode(request)
             return await behaviour(request, context)
         except aio.AbortError:
             code = _code_name(context)
@@ -370,7 +383,11 @@ def _code_name(context: aio.ServicerContext[Any, Any]) -> str:
 
 
 def _stream(
-    method: str, behaviour: Callable[..., Any], admit: Admission, drain: Drain
+    method: str,
+    behaviour: Callable[..., Any],
+    admit: Admission,
+    decode: Decoder | None,
+    drain: Drain,
 ) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         info = _begin(method, context)
@@ -380,6 +397,8 @@ def _stream(
         try:
             if admit is not None:
                 info = await admit(info)
+            if decode is not None:
+                request = decode(request)
             result = behaviour(request, context)
             if inspect.isasyncgen(result):
                 async for message in result:
@@ -394,3 +413,27 @@ def _stream(
             drain.left()
 
     return handle
+
+
+def _bidi(
+    method: str, behaviour: Callable[..., Any], admit: Admission, decode: Decoder | None
+) -> Callable[..., AsyncIterator[Any]]:
+    async def handle(requests: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        info = _begin(method, context)
+        try:
+            if admit is not None:
+                info = await admit(info)
+            decoded = requests if decode is None else _decoded(requests, decode)
+            async for message in behaviour(decoded, context):
+                yield message
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # every error leaves through _abort
+            await _abort(context, info, exc)
+
+    return handle
+
+
+async def _decoded(requests: AsyncIterator[bytes], decode: Decoder) -> AsyncIterator[Any]:
+    async for body in requests:
+        yield decode(body)
