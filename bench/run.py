@@ -191,7 +191,7 @@ def mint_all(bench: Bench, server: ChittyAuth) -> None:
         "chitty_id": fixture.USER,
         "client_id": "chittyauth-portal",
         "token_use": "portal",
-        "scopes": (),
+        "scopes": ("mcp:read",),  # a person grants only scopes their token holds
         "session_id": "ses_bench",
     }
     sync_users = [
