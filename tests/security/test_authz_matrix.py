@@ -27,7 +27,7 @@ from chittyauth.domain.principal import Principal
 from chittyauth.rpc.errors import STATUS_DETAILS_KEY
 from chittyauth.rpc.services import ALL_SERVICES
 from tests.conftest import bearer, running_server
-from tests.security.helpers import error_info
+from tests.security.helpers import error_info, mint
 
 PERSON = "AB-C-PEO-1234-P-56-H-7"
 SESSION = "sess-matrix"
@@ -110,23 +110,9 @@ def expected(rule: policy.Rule, kind: Kind, scopes: Sequence[str]) -> str:
     return "INSUFFICIENT_SCOPE"
 
 
-async def _mint(server: Server, claims: dict[str, Any]) -> str:
-    claims = dict(claims)
-    async with server.store.transaction() as tx:
-        issued = await server.tokens.issue(
-            tx,
-            subject=claims.pop("subject"),
-            client_id=claims.pop("client_id", "test-client"),
-            token_use=claims.pop("token_use"),
-            scopes=claims.pop("scopes"),
-            **claims,
-        )
-    return issued.token
-
-
 async def _api_key(server: Server, channel: aio.Channel) -> str:
     # The person's own key: the admin naming another ChittyID would ask the authority.
-    person = await _mint(
+    person = await mint(
         server, {**(PRINCIPALS["person"][1] or {}), "scopes": (policy.API_KEYS_GENERATE,)}
     )
     reply = await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
@@ -176,7 +162,7 @@ async def tokens(server: Server, channel: aio.Channel) -> dict[str, tuple[str, S
         if claims == {}:
             minted[name] = ("", ())
         elif claims is not None:
-            minted[name] = (await _mint(server, claims), tuple(claims["scopes"]))
+            minted[name] = (await mint(server, claims), tuple(claims["scopes"]))
     minted["api_key"] = (await _api_key(server, channel), ("read",))
     return minted
 
@@ -273,7 +259,7 @@ async def test_a_server_with_a_method_but_no_row_refuses_it(
     operation = "/chitty.auth.v1.KeyService/ListSigningKeys"
     monkeypatch.delitem(policy.POLICY, operation)
     async with running_server(config) as fresh, aio.insecure_channel(fresh.grpc_target) as chan:
-        admin = await _mint(fresh, dict(PRINCIPALS["admin"][1] or {}))
+        admin = await mint(fresh, dict(PRINCIPALS["admin"][1] or {}))
         error = await _call(chan, operation, METHODS[operation], admin)
     assert error is not None
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED

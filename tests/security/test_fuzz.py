@@ -45,6 +45,7 @@ from chittyauth.config import Config
 from chittyauth.domain import policy
 from chittyauth.http.transcoder import http_rules, rule_pattern
 from chittyauth.rpc.services import ALL_SERVICES
+from tests.security.helpers import mint
 from tests.support.devauthority import DevAuthority
 from tests.support.fixtures import with_authority
 
@@ -107,20 +108,6 @@ CREDENTIALS: dict[str, dict[str, Any]] = {
 }
 
 
-async def _mint(server: Server, fields: dict[str, Any]) -> str:
-    claims = dict(fields)
-    async with server.store.transaction() as tx:
-        issued = await server.tokens.issue(
-            tx,
-            subject=claims.pop("subject"),
-            client_id=claims.pop("client_id", "fuzz-client"),
-            token_use=claims.pop("token_use"),
-            scopes=claims.pop("scopes"),
-            **claims,
-        )
-    return issued.token
-
-
 @contextlib.contextmanager
 def server_in_thread(config: Config, workdir: Path) -> Iterator[Running]:
     """A started server (and a dev authority that vouches for PERSON) on its own loop."""
@@ -137,7 +124,10 @@ def server_in_thread(config: Config, workdir: Path) -> Iterator[Running]:
     server = Server(with_authority(config, authority))
     try:
         run(server.start())
-        tokens = {name: run(_mint(server, fields)) for name, fields in CREDENTIALS.items()}
+        tokens = {
+            name: run(mint(server, fields, client_id="fuzz-client"))
+            for name, fields in CREDENTIALS.items()
+        }
         yield Running(server, loop, {"anonymous": "", **tokens})
     finally:
         with contextlib.suppress(Exception):
